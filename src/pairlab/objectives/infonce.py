@@ -1,0 +1,212 @@
+"""InfoNCE family: NT-Xent (SimCLR), SupCon, CLIP and InfoNCE with explicit negatives.
+
+All four are the one equation of :mod:`pairlab.nce` with different P, V and candidates.
+
+Papers:
+    - NT-Xent: Chen et al., "A Simple Framework for Contrastive Learning of Visual Representations",
+      ICML 2020. ``loss_i = -s_{i,pos(i)} + log sum_{k != i} exp(s_ik)`` over the 2N (here BK) views.
+    - SupCon: Khosla et al., "Supervised Contrastive Learning", NeurIPS 2020, Eq. 2 (L_out, default)
+      and Eq. 3 (L_in).
+    - CLIP: Radford et al., 2021: ``(CE(a b^T / tau) + CE(b a^T / tau)) / 2``.
+    - InfoNCE: van den Oord et al., 2018, with the explicit-negatives convention of
+      info-nce-pytorch (column 0 the positive, then the negatives; no in-batch negatives when
+      ``negative_keys`` is given).
+
+Conventions (match lightly / pytorch-metric-learning / open_clip once mapped): NT-Xent averages over
+all ``B*K`` anchors; CLIP averages over ``B`` in each direction, then the two directions.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from pairlab import pairs
+from pairlab._validate import (
+    check_choice,
+    check_embeddings,
+    check_labels,
+    check_same_batch,
+    check_same_dim,
+)
+from pairlab.nce import AGGREGATIONS, nce
+from pairlab.objectives.base import ContrastiveObjective
+from pairlab.registry import register
+from pairlab.scores import prepare
+
+
+def _kernel():
+    """The tiled kernel module if it exists (it is optional during development)."""
+    try:
+        from pairlab import kernels
+    except ImportError:  # pragma: no cover - kernels ship with pairlab
+        return None
+    return kernels
+
+
+def _views_loss(
+    obj: ContrastiveObjective,
+    z: torch.Tensor,
+    labels: torch.Tensor | None,
+    aggregation: str,
+    decoupled: bool,
+) -> torch.Tensor:
+    check_embeddings("z", z, 3, "[B, K, D]")
+    if z.shape[1] < 2 and labels is None:
+        raise ValueError(f"z needs K >= 2 views per sample, got shape {tuple(z.shape)}")
+    if labels is not None:
+        check_labels("labels", labels, z.shape[0])
+    scale = obj.temperature.scale()
+    k = _kernel()
+    if k is not None and k.applies(obj.backend, z):
+        result = k.views_nce(
+            prepare(z, obj.similarity), scale, labels, aggregation=aggregation,
+            decoupled=decoupled, on_no_positive=obj.on_no_positive,
+        )
+        return obj._record(result)
+    if labels is None:
+        zf, p, v = pairs.view_targets(z)
+    else:
+        zf, p, v = pairs.label_targets(z, labels)
+    zf = prepare(zf, obj.similarity)
+    scores = (zf @ zf.T) * scale
+    return obj._record(
+        nce(scores, p, v, aggregation=aggregation, decoupled=decoupled, on_no_positive=obj.on_no_positive)
+    )
+
+
+@register("objectives", "ntxent", input="views", paper="Chen et al. 2020 (SimCLR)")
+class NTXent(ContrastiveObjective):
+    """NT-Xent (SimCLR) for any number of views ``K >= 2``.
+
+    Every view of every sample is an anchor; its positives are the other ``K - 1`` views of the same
+    sample and its candidates are all ``B*K - 1`` other views. For ``K = 2`` this is exactly SimCLR's
+    loss (mean over ``2B`` anchors). For ``K > 2`` the positives are averaged in log space
+    (``aggregation="mean_log"``, SupCon L_out on instance labels).
+
+    Args:
+        temperature: ``tau`` (SimCLR default 0.5 on ImageNet; 0.1 is common on small data).
+        similarity: ``"cosine"`` (default) or ``"dot"``.
+
+    Examples:
+        >>> loss_fn = NTXent(temperature=0.1)
+        >>> z = torch.randn(32, 2, 128)          # [B, K, D]: two views of 32 samples
+        >>> loss = loss_fn(z)
+    """
+
+    def __init__(self, temperature: float = 0.1, similarity: str = "cosine", **kw):
+        super().__init__(temperature, similarity, **kw)
+
+    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """``z: [B, K, D]``; ``labels`` is accepted for a uniform interface and ignored."""
+        return _views_loss(self, z, None, "mean_log", False)
+
+
+@register("objectives", "supcon", input="views", supervised=True, paper="Khosla et al. 2020")
+class SupCon(ContrastiveObjective):
+    """Supervised contrastive loss; positives are all other views with the same label.
+
+    Args:
+        aggregation: ``"mean_log"`` = L_out (Eq. 2, the paper's recommended form, default), the mean
+            over positives of ``log p_ij``; ``"log_mean"`` = L_in (Eq. 3), the log of the mean
+            positive probability (solo-learn's form).
+        temperature: ``tau`` (paper: 0.1).
+
+    Anchors whose label occurs only once in the batch (and ``K = 1``) have no positive: they are
+    excluded from the mean and counted in ``last_stats["anchors_without_positive"]``.
+
+    Examples:
+        >>> loss = SupCon(temperature=0.1)(torch.randn(32, 2, 128), torch.randint(0, 10, (32,)))
+    """
+
+    def __init__(self, temperature: float = 0.1, aggregation: str = "mean_log", similarity: str = "cosine", **kw):
+        super().__init__(temperature, similarity, **kw)
+        self.aggregation = check_choice("aggregation", aggregation, AGGREGATIONS)
+
+    def forward(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        if labels is None:
+            raise ValueError("labels is required for SupCon: an integer tensor of shape [B]")
+        return _views_loss(self, z, labels, self.aggregation, False)
+
+
+def _two_tower_check(a: torch.Tensor, b: torch.Tensor, names=("a", "b")) -> None:
+    check_embeddings(names[0], a, 2, "[B, D]")
+    check_embeddings(names[1], b, 2, "[B, D]")
+    check_same_batch(names, (a, b))
+    check_same_dim(names, (a, b))
+
+
+@register("objectives", "clip", input="pair", paper="Radford et al. 2021 (CLIP)")
+class CLIPLoss(ContrastiveObjective):
+    """Symmetric two-tower InfoNCE (CLIP): ``(CE(a b^T / tau, I) + CE(b a^T / tau, I)) / 2``.
+
+    Row ``i`` of ``a`` is paired with row ``i`` of ``b``; all other rows of the other tower are
+    negatives. Equals open_clip's ``ClipLoss`` with ``logit_scale = 1 / tau``.
+
+    Args:
+        temperature: initial ``tau`` (CLIP: 0.07, learnable with the scale clamped at 100).
+        learnable_temperature: learn ``log(1/tau)``.
+    """
+
+    def __init__(self, temperature: float = 0.07, similarity: str = "cosine", learnable_temperature: bool = False, **kw):
+        super().__init__(temperature, similarity, learnable_temperature=learnable_temperature, **kw)
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        _two_tower_check(a, b)
+        scale = self.temperature.scale()
+        k = _kernel()
+        if k is not None and k.applies(self.backend, a):
+            return self._record(
+                k.clip_nce(prepare(a, self.similarity), prepare(b, self.similarity), scale, on_no_positive=self.on_no_positive)
+            )
+        a, b = prepare(a, self.similarity), prepare(b, self.similarity)
+        scores = (a @ b.T) * scale
+        eye = torch.eye(a.shape[0], dtype=torch.bool, device=a.device)
+        r1 = nce(scores, eye, on_no_positive=self.on_no_positive)
+        r2 = nce(scores.T, eye, on_no_positive=self.on_no_positive)
+        r1.loss = (r1.loss + r2.loss) / 2
+        return self._record(r1)
+
+
+@register("objectives", "infonce", input="pair", paper="van den Oord et al. 2018")
+class InfoNCE(ContrastiveObjective):
+    """InfoNCE with in-batch or explicit negatives (one direction: query -> keys).
+
+    ``forward(query [B, D], positive_key [B, D], negative_keys=None)``:
+        - ``negative_keys=None``: in-batch negatives, scores ``query @ positive_key^T``, target the
+          diagonal.
+        - ``negative_keys: [M, D]`` (``negative_mode="unpaired"``): every query is scored against
+          its positive and the same M negatives.
+        - ``negative_keys: [B, M, D]`` (``negative_mode="paired"``): query i has its own M negatives.
+
+    With explicit negatives the positive is column 0 and the partition is positive + negatives,
+    exactly info-nce-pytorch's convention.
+    """
+
+    def __init__(self, temperature: float = 0.1, negative_mode: str = "unpaired", similarity: str = "cosine", **kw):
+        super().__init__(temperature, similarity, **kw)
+        self.negative_mode = check_choice("negative_mode", negative_mode, ("unpaired", "paired"))
+
+    def forward(
+        self, query: torch.Tensor, positive_key: torch.Tensor, negative_keys: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        _two_tower_check(query, positive_key, ("query", "positive_key"))
+        scale = self.temperature.scale()
+        q, p = prepare(query, self.similarity), prepare(positive_key, self.similarity)
+        if negative_keys is None:
+            scores = (q @ p.T) * scale
+            eye = torch.eye(q.shape[0], dtype=torch.bool, device=q.device)
+            return self._record(nce(scores, eye, on_no_positive=self.on_no_positive))
+        if self.negative_mode == "unpaired":
+            check_embeddings("negative_keys", negative_keys, 2, "[M, D] (negative_mode='unpaired')")
+            check_same_dim(("query", "negative_keys"), (query, negative_keys))
+            neg = q @ prepare(negative_keys, self.similarity).T
+        else:
+            check_embeddings("negative_keys", negative_keys, 3, "[B, M, D] (negative_mode='paired')")
+            check_same_batch(("query", "negative_keys"), (query, negative_keys))
+            check_same_dim(("query", "negative_keys"), (query, negative_keys))
+            neg = torch.einsum("bd,bmd->bm", q, prepare(negative_keys, self.similarity))
+        pos = (q * p).sum(dim=1, keepdim=True)
+        scores = torch.cat([pos, neg], dim=1) * scale
+        target = torch.zeros_like(scores, dtype=torch.bool)
+        target[:, 0] = True
+        return self._record(nce(scores, target, on_no_positive=self.on_no_positive))
