@@ -30,6 +30,8 @@ class DCL(ContrastiveObjective):
     def __init__(self, temperature: float = 0.1, similarity: str = "cosine", **kw):
         super().__init__(temperature, similarity, **kw)
 
-    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, z: torch.Tensor, labels: torch.Tensor | None = None, *, extra: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """``z: [B, K, D]``; with ``labels`` positives (and exclusions) follow label equality."""
-        return _views_loss(self, z, labels, "mean_log", True)
+        return _views_loss(self, z, labels, "mean_log", True, extra)

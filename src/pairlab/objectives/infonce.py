@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import torch
 
-from pairlab import pairs
+from pairlab import distributed, pairs
 from pairlab._validate import (
     check_choice,
     check_embeddings,
@@ -35,12 +35,14 @@ from pairlab.scores import prepare
 
 
 def _kernel():
-    """The tiled kernel module if it exists (it is optional during development)."""
-    try:
-        from pairlab import kernels
-    except ImportError:  # pragma: no cover - kernels ship with pairlab
-        return None
+    """The tiled kernel module (see :mod:`pairlab.kernels`)."""
+    from pairlab import kernels
+
     return kernels
+
+
+# keys at or below this value never match a real key: used for unlabelled extra candidates
+UNMATCHED_KEY = -(2**62)
 
 
 def _views_loss(
@@ -49,28 +51,56 @@ def _views_loss(
     labels: torch.Tensor | None,
     aggregation: str,
     decoupled: bool,
+    extra: torch.Tensor | None = None,
+    extra_labels: torch.Tensor | None = None,
+    weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
+    """Multi-view objective on local anchors against gathered (+ extra) candidates.
+
+    Anchors: the ``B*K`` local views. Candidates: the views of all ranks (gathered with gradient,
+    rank order), then the ``extra`` columns (queue, synthesised). Positives are key equality:
+    global sample ids (instance pairing) or labels; ``extra`` rows are positives only through
+    ``extra_labels``. Self-pairs are excluded.
+    """
     check_embeddings("z", z, 3, "[B, K, D]")
-    if z.shape[1] < 2 and labels is None:
+    b, k, d = z.shape
+    if k < 2 and labels is None:
         raise ValueError(f"z needs K >= 2 views per sample, got shape {tuple(z.shape)}")
     if labels is not None:
-        check_labels("labels", labels, z.shape[0])
+        labels = check_labels("labels", labels, b).to(z.device)
+    anchors = prepare(z.reshape(b * k, d), obj.similarity)
+    if labels is None:
+        keys = (torch.arange(b, device=z.device) + distributed.rank() * b).repeat_interleave(k)
+    else:
+        keys = labels.long().repeat_interleave(k)
+    candidates = distributed.gather_with_grad(anchors)
+    cand_keys = distributed.gather_no_grad(keys)
+    offset = distributed.rank() * b * k
+    if extra is not None:
+        check_embeddings("extra", extra, 2, "[M, D]")
+        check_same_dim(("z", "extra"), (z, extra))
+        if extra_labels is None:
+            ekeys = UNMATCHED_KEY - torch.arange(extra.shape[0], device=z.device)
+        else:
+            if labels is None:
+                raise ValueError("extra_labels needs labels (label pairing); got labels=None")
+            ekeys = check_labels("extra_labels", extra_labels, extra.shape[0]).to(z.device).long()
+        candidates = torch.cat([candidates, prepare(extra, obj.similarity).to(candidates.dtype)])
+        cand_keys = torch.cat([cand_keys, ekeys])
     scale = obj.temperature.scale()
-    k = _kernel()
-    if k is not None and k.applies(obj.backend, z):
-        result = k.views_nce(
-            prepare(z, obj.similarity), scale, labels, aggregation=aggregation,
-            decoupled=decoupled, on_no_positive=obj.on_no_positive,
+    kern = _kernel()
+    if weights is None and kern.applies(obj.backend, anchors.shape[0], candidates.shape[0]):
+        result = kern.views_nce(
+            anchors, candidates, keys, cand_keys, offset, scale,
+            aggregation=aggregation, decoupled=decoupled, on_no_positive=obj.on_no_positive,
         )
         return obj._record(result)
-    if labels is None:
-        zf, p, v = pairs.view_targets(z)
-    else:
-        zf, p, v = pairs.label_targets(z, labels)
-    zf = prepare(zf, obj.similarity)
-    scores = (zf @ zf.T) * scale
+    valid = pairs.not_self(anchors.shape[0], candidates.shape[0], offset, device=z.device)
+    targets = pairs.same_id(keys, cand_keys) & valid
+    scores = (anchors @ candidates.T) * scale
     return obj._record(
-        nce(scores, p, v, aggregation=aggregation, decoupled=decoupled, on_no_positive=obj.on_no_positive)
+        nce(scores, targets, valid, weights, aggregation=aggregation, decoupled=decoupled,
+            on_no_positive=obj.on_no_positive)
     )
 
 
@@ -96,9 +126,20 @@ class NTXent(ContrastiveObjective):
     def __init__(self, temperature: float = 0.1, similarity: str = "cosine", **kw):
         super().__init__(temperature, similarity, **kw)
 
-    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        """``z: [B, K, D]``; ``labels`` is accepted for a uniform interface and ignored."""
-        return _views_loss(self, z, None, "mean_log", False)
+    def forward(
+        self,
+        z: torch.Tensor,
+        labels: torch.Tensor | None = None,
+        *,
+        extra: torch.Tensor | None = None,
+        weights: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """``z: [B, K, D]``; ``labels`` is accepted for a uniform interface and ignored.
+
+        ``extra: [M, D]`` adds negative candidate columns (queue, synthesised negatives);
+        ``weights: [B*K, W*B*K + M]`` is a dense ``W`` (forces the dense path).
+        """
+        return _views_loss(self, z, None, "mean_log", False, extra, None, weights)
 
 
 @register("objectives", "supcon", input="views", supervised=True, paper="Khosla et al. 2020")
@@ -122,10 +163,19 @@ class SupCon(ContrastiveObjective):
         super().__init__(temperature, similarity, **kw)
         self.aggregation = check_choice("aggregation", aggregation, AGGREGATIONS)
 
-    def forward(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self,
+        z: torch.Tensor,
+        labels: torch.Tensor,
+        *,
+        extra: torch.Tensor | None = None,
+        extra_labels: torch.Tensor | None = None,
+        weights: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """``z: [B, K, D]``, ``labels: [B]``; ``extra: [M, D]`` with optional ``extra_labels: [M]``."""
         if labels is None:
             raise ValueError("labels is required for SupCon: an integer tensor of shape [B]")
-        return _views_loss(self, z, labels, self.aggregation, False)
+        return _views_loss(self, z, labels, self.aggregation, False, extra, extra_labels, weights)
 
 
 def _two_tower_check(a: torch.Tensor, b: torch.Tensor, names=("a", "b")) -> None:
@@ -151,18 +201,21 @@ class CLIPLoss(ContrastiveObjective):
         super().__init__(temperature, similarity, learnable_temperature=learnable_temperature, **kw)
 
     def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """``a: [B, D]``, ``b: [B, D]``; on several ranks the other tower is gathered with gradient."""
         _two_tower_check(a, b)
         scale = self.temperature.scale()
-        k = _kernel()
-        if k is not None and k.applies(self.backend, a):
-            return self._record(
-                k.clip_nce(prepare(a, self.similarity), prepare(b, self.similarity), scale, on_no_positive=self.on_no_positive)
-            )
         a, b = prepare(a, self.similarity), prepare(b, self.similarity)
-        scores = (a @ b.T) * scale
-        eye = torch.eye(a.shape[0], dtype=torch.bool, device=a.device)
-        r1 = nce(scores, eye, on_no_positive=self.on_no_positive)
-        r2 = nce(scores.T, eye, on_no_positive=self.on_no_positive)
+        a_all, b_all = distributed.gather_with_grad(a), distributed.gather_with_grad(b)
+        offset = distributed.rank() * a.shape[0]
+        kern = _kernel()
+        if kern.applies(self.backend, a.shape[0], b_all.shape[0]):
+            return self._record(
+                kern.clip_nce(a, b, a_all, b_all, offset, scale, on_no_positive=self.on_no_positive)
+            )
+        eye = pairs.same_id(torch.arange(a.shape[0], device=a.device) + offset,
+                            torch.arange(b_all.shape[0], device=a.device))
+        r1 = nce((a @ b_all.T) * scale, eye, on_no_positive=self.on_no_positive)
+        r2 = nce((b @ a_all.T) * scale, eye, on_no_positive=self.on_no_positive)
         r1.loss = (r1.loss + r2.loss) / 2
         return self._record(r1)
 
