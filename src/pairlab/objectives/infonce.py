@@ -197,7 +197,9 @@ class CLIPLoss(ContrastiveObjective):
         learnable_temperature: learn ``log(1/tau)``.
     """
 
-    def __init__(self, temperature: float = 0.07, similarity: str = "cosine", learnable_temperature: bool = False, **kw):
+    def __init__(
+        self, temperature: float = 0.07, similarity: str = "cosine", learnable_temperature: bool = False, **kw
+    ):
         super().__init__(temperature, similarity, learnable_temperature=learnable_temperature, **kw)
 
     def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
