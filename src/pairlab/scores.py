@@ -65,7 +65,8 @@ class Temperature(nn.Module):
         if learnable:
             self.log_scale = nn.Parameter(torch.tensor(math.log(1.0 / t)))
         else:
-            self.register_buffer("log_scale", torch.tensor(math.log(1.0 / t)), persistent=False)
+            # float64 so a fixed 1/tau is exact for float64 inputs (a 0-dim tensor does not upcast fp32 scores)
+            self.register_buffer("log_scale", torch.tensor(math.log(1.0 / t), dtype=torch.float64), persistent=False)
 
     def scale(self) -> torch.Tensor:
         ls = self.log_scale
