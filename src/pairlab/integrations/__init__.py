@@ -1,0 +1,4 @@
+"""Adapters that put pairlab objectives where users already work (sentence-transformers, Lightning).
+
+Each adapter imports its framework lazily, so ``import pairlab`` never needs it.
+"""
