@@ -1,0 +1,89 @@
+"""``pairlab train`` and ``pairlab eval`` (registered into :mod:`pairlab.cli` by ``register(app)``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+
+
+def print_summary(metrics: dict[str, Any], title: str = "frozen-feature evaluation") -> None:
+    """Rich table: learned vs raw pixels vs random init (kNN and linear), plus geometry."""
+    from rich.console import Console
+    from rich.table import Table
+
+    def fmt(key: str) -> str:
+        v = metrics.get(key)
+        return f"{v:.4f}" if isinstance(v, (int, float)) else "-"
+
+    table = Table(title=title)
+    table.add_column("features")
+    table.add_column("kNN acc", justify="right")
+    table.add_column("linear acc", justify="right")
+    table.add_row("learned (backbone)", fmt("knn_acc"), fmt("linear_acc"))
+    table.add_row("raw pixels", fmt("raw_knn_acc"), fmt("raw_linear_acc"))
+    table.add_row("random init", fmt("random_knn_acc"), fmt("random_linear_acc"))
+    console = Console()
+    console.print(table)
+    extra = [f"{k}={metrics[k]:.3f}" for k in ("alignment", "uniformity", "effective_rank") if k in metrics]
+    if "wall_s" in metrics:
+        extra.append(f"wall {metrics['wall_s']:.0f}s")
+    if "load_avg_end" in metrics:
+        extra.append(f"load {metrics['load_avg_end'][0]:.1f}")
+    console.print("  ".join(extra))
+    if "run_dir" in metrics:
+        files = "config.yaml, metrics.json, metrics.jsonl, checkpoint.pt, *.png"
+        console.print(f"artefacts in {metrics['run_dir']}/ ({files})")
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("train")
+    def train_cmd(
+        config: Path = typer.Option(None, "--config", help="YAML config file (flags override it)."),
+        objective: str = typer.Option(None, "--objective", help="Registered objective name (pairlab list)."),
+        dataset: str = typer.Option(None, "--dataset", help="fmnist | digits."),
+        epochs: int = typer.Option(None, "--epochs"),
+        batch_size: int = typer.Option(None, "--batch-size"),
+        views: int = typer.Option(None, "--views", help="Views per image K."),
+        temperature: float = typer.Option(None, "--temperature"),
+        lr: float = typer.Option(None, "--lr"),
+        seed: int = typer.Option(None, "--seed"),
+        name: str = typer.Option(None, "--name", help="Run name: writes runs/<name>/."),
+        data_dir: str = typer.Option(None, "--data-dir", help="Folder with the data set's files."),
+        runs_dir: str = typer.Option(None, "--runs-dir", help="Parent folder of run directories (default runs)."),
+        max_steps: int = typer.Option(None, "--max-steps", help="Stop after this many steps."),
+        grad_cache_chunk: int = typer.Option(None, "--grad-cache-chunk", help="Exact large-batch gradient caching."),
+        device: str = typer.Option(None, "--device", help="cpu | cuda | ..."),
+        resume: bool = typer.Option(False, "--resume", help="Continue runs/<name>/ from its checkpoint."),
+        overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run directory."),
+        quiet: bool = typer.Option(False, "--quiet", help="No progress bar or table."),
+    ) -> None:
+        """Train an encoder with a contrastive objective, then evaluate it (default: Fashion-MNIST, NT-Xent)."""
+        from pairlab.train.config import load_config
+        from pairlab.train.loop import train
+
+        overrides = {
+            "objective": objective, "dataset": dataset, "epochs": epochs, "batch_size": batch_size,
+            "views": views, "temperature": temperature, "lr": lr, "seed": seed, "name": name,
+            "data_dir": data_dir, "runs_dir": runs_dir, "max_steps": max_steps,
+            "grad_cache_chunk": grad_cache_chunk, "device": device,
+        }
+        cfg = load_config(config, overrides)
+        metrics = train(cfg, resume=resume, overwrite=overwrite, quiet=quiet)
+        from pairlab import distributed
+
+        if not quiet and distributed.rank() == 0:
+            print_summary(metrics, title=f"{cfg.name}: {cfg.objective} on {cfg.dataset}, {metrics['steps']} steps")
+
+    @app.command("eval")
+    def eval_cmd(
+        run_dir: Path = typer.Argument(..., help="A run directory written by `pairlab train`."),
+        quiet: bool = typer.Option(False, "--quiet"),
+    ) -> None:
+        """Re-evaluate a run's checkpoint (kNN, linear probe, baselines, geometry, plots)."""
+        from pairlab.train.loop import evaluate_saved_run
+
+        metrics = evaluate_saved_run(run_dir, quiet=quiet)
+        if not quiet:
+            print_summary(metrics, title=f"eval of {run_dir}")

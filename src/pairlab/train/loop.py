@@ -1,0 +1,373 @@
+"""The training loop: views -> encoder -> head -> objective, AdamW + warm-up + cosine, checkpoints, eval.
+
+One step (``encode`` includes the augmentation, so gradient caching can replay it from the RNG state)::
+
+    encode(x [b, C, H, W]) = model(views(x)) -> z [b, K, D]
+    loss = obj(z, labels=labels)            # objective meta input == "views"
+    loss = obj(z[:, 0], z[:, 1])            # objective meta input == "pair"
+
+Data order: epoch ``e`` uses ``randperm(N)`` from a generator seeded by ``(seed, e)``, sharded by rank
+(``perm[rank::world]``), last incomplete batch dropped; so a resumed run recomputes the same order and
+skips the steps already done. Checkpoints (atomic; end of every epoch and every ``checkpoint_every`` steps)
+hold model, objective, optimiser, scheduler, torch RNG state, epoch, step and the loss history; a run
+resumed from one continues exactly where it stopped (bit-identical weights in deterministic mode).
+
+torchrun: with ``WORLD_SIZE > 1`` the gloo process group is initialised, data are sharded by rank, the
+model is wrapped in DDP, and only rank 0 writes the run directory and prints. Augmentation RNG is seeded
+with ``seed + rank``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import math
+import os
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from pairlab import registry
+from pairlab.data.datasets import ImageData, load_dataset
+from pairlab.data.views import Views
+from pairlab.models.encoder import Encoder
+from pairlab.train.checkpoint import load_checkpoint, save_checkpoint
+from pairlab.train.config import TrainConfig, dump_config, make_config, read_yaml
+
+CHECKPOINT = "checkpoint.pt"
+
+
+def build_model(cfg: TrainConfig, in_channels: int = 1) -> Encoder:
+    """The encoder, initialised from ``cfg.seed`` without touching the global RNG stream."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed)
+        m = cfg.model
+        return Encoder(in_channels, m.widths, m.blocks, m.hidden_dim, m.proj_dim, m.stem_stride)
+
+
+def build_objective(cfg: TrainConfig) -> tuple[nn.Module, str]:
+    """Objective from the registry; ``cfg.temperature`` is passed when its constructor takes one."""
+    entry = registry.get("objectives", cfg.objective)
+    kwargs = dict(cfg.objective_args)
+    try:
+        params = inspect.signature(entry.obj).parameters
+    except (TypeError, ValueError):  # pragma: no cover
+        params = {}
+    if cfg.temperature is not None and "temperature" in params and "temperature" not in kwargs:
+        kwargs["temperature"] = cfg.temperature
+    try:
+        obj = entry.obj(**kwargs)
+    except TypeError as e:
+        raise ValueError(f"cannot build objective {cfg.objective!r} with objective_args {kwargs}: {e}") from None
+    kind = entry.meta.get("input", "views")
+    if kind not in ("views", "pair"):
+        raise ValueError(f"objective {cfg.objective!r} has input={kind!r}; the training loop supports 'views'/'pair'")
+    if kind == "pair" and cfg.views != 2:
+        raise ValueError(f"objective {cfg.objective!r} takes a pair of views: use --views 2, got {cfg.views}")
+    return obj, kind
+
+
+def call_objective(obj: nn.Module, kind: str, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    if kind == "pair":
+        return obj(z[:, 0], z[:, 1])
+    return obj(z, labels=labels)
+
+
+def lr_lambda(total: int, warmup: int) -> Callable[[int], float]:
+    """Linear warm-up over ``warmup`` steps, then cosine decay to 0 at ``total``."""
+
+    def f(step: int) -> float:
+        if warmup > 0 and step < warmup:
+            return (step + 1) / warmup
+        t = (step - warmup) / max(1, total - warmup)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, t)))
+
+    return f
+
+
+def param_groups(modules: list[nn.Module], weight_decay: float) -> list[dict[str, Any]]:
+    """Weight decay on matrices/filters only (not on biases, norms, temperatures)."""
+    decay, no_decay = [], []
+    for m in modules:
+        for p in m.parameters():
+            if p.requires_grad:
+                (decay if p.ndim >= 2 else no_decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def _setup_distributed() -> tuple[int, int]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("gloo")
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def prepare_run_dir(cfg: TrainConfig, resume: bool, overwrite: bool, rank: int = 0) -> Path:
+    run_dir = Path(cfg.runs_dir) / cfg.name
+    if run_dir.exists() and any(run_dir.iterdir()) and not resume:
+        if not overwrite:
+            raise ValueError(
+                f"run directory {str(run_dir)!r} already exists; pass --overwrite to replace it, "
+                "--resume to continue it, or --name for a new run"
+            )
+        if rank == 0:
+            shutil.rmtree(run_dir)
+    return run_dir
+
+
+def resolve_resume_config(cfg: TrainConfig) -> TrainConfig:
+    """On ``--resume``, the run directory's saved config wins (the run must continue as it started)."""
+    saved = Path(cfg.runs_dir) / cfg.name / "config.yaml"
+    if saved.is_file():
+        data = read_yaml(saved)
+        data["runs_dir"] = cfg.runs_dir
+        return make_config(data, source=str(saved))
+    return cfg
+
+
+class _Printer:
+    def __init__(self, quiet: bool):
+        self.quiet = quiet
+
+    def __call__(self, msg: str) -> None:
+        if not self.quiet:
+            print(msg, flush=True)
+
+
+def train(
+    cfg: TrainConfig,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    quiet: bool = False,
+    evaluate_at_end: bool = True,
+    _stop_after_steps: int | None = None,
+) -> dict[str, Any]:
+    """Train (or resume) the run ``runs_dir/name``; returns the final metrics (also in ``metrics.json``).
+
+    ``_stop_after_steps`` ends the process-local run after that many steps *without* a final checkpoint
+    (a stand-in for a killed job, used by the resume tests); it then returns ``{"stopped_at": step}``.
+    """
+    t_start = time.perf_counter()
+    load_start = os.getloadavg()
+    rank, world = _setup_distributed()
+    if resume:
+        cfg = resolve_resume_config(cfg)
+    run_dir = prepare_run_dir(cfg, resume, overwrite, rank)
+    if world > 1:
+        dist.barrier()
+    is_main = rank == 0
+    show = is_main and not quiet
+    say = _Printer(not show)
+    if cfg.deterministic:
+        torch.use_deterministic_algorithms(True)
+    device = torch.device(cfg.device)
+
+    full_train = load_dataset(cfg.dataset, "train", cfg.data_dir)
+    train_data = full_train.subset(cfg.train_subset)
+    test_data = load_dataset(cfg.dataset, "test", cfg.data_dir)
+    model = build_model(cfg, train_data.x.shape[1]).to(device)
+    obj, kind = build_objective(cfg)
+    obj = obj.to(device)
+    views = Views(train_data.x.shape[-1], cfg.views, cfg.augment)
+    net: nn.Module = model
+    if world > 1:
+        net = nn.parallel.DistributedDataParallel(model)
+
+    n_local = len(train_data) // world
+    spe = n_local // cfg.batch_size
+    if spe < 1:
+        raise ValueError(
+            f"batch_size {cfg.batch_size} is larger than the {n_local} training images per rank; lower --batch-size"
+        )
+    total = spe * cfg.epochs if cfg.max_steps is None else min(cfg.max_steps, spe * cfg.epochs)
+    opt = torch.optim.AdamW(param_groups([model, obj], cfg.weight_decay), lr=cfg.lr)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(total, int(cfg.warmup_frac * total)))
+
+    step, history = 0, []
+    ckpt_path = run_dir / CHECKPOINT
+    torch.manual_seed(cfg.seed + rank)
+    if resume and ckpt_path.is_file():
+        state = load_checkpoint(ckpt_path)
+        model.load_state_dict(state["model"])
+        obj.load_state_dict(state["objective"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["rng"][rank] if rank < len(state["rng"]) else state["rng"][0])
+        step, history = int(state["step"]), list(state["history"])
+        say(f"resumed {run_dir} at step {step}/{total}")
+    if is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.yaml").write_text(dump_config(cfg))
+
+    def checkpoint() -> None:
+        rng = torch.get_rng_state()
+        if world > 1:
+            rngs = [torch.empty_like(rng) for _ in range(world)]
+            dist.all_gather(rngs, rng)
+        else:
+            rngs = [rng]
+        if is_main:
+            save_checkpoint({
+                "model": model.state_dict(), "objective": obj.state_dict(), "optimizer": opt.state_dict(),
+                "scheduler": sched.state_dict(), "rng": rngs, "step": step, "epoch": step // spe,
+                "history": history, "config": cfg.model_dump(mode="json"),
+            }, ckpt_path)
+
+    def encode(x: torch.Tensor) -> torch.Tensor:
+        v = views(x)  # [b, K, C, H, W], no grad
+        b, k = v.shape[:2]
+        return net(v.reshape(b * k, *v.shape[2:]).to(device)).reshape(b, k, -1)
+
+    progress = None
+    if show and sys.stdout.isatty():
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        progress = Progress(TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(),
+                            TextColumn("loss {task.fields[loss]:.4f}  {task.fields[ips]:.0f} img/s"),
+                            TimeRemainingColumn())
+        task = progress.add_task("train", total=total, completed=step, loss=float("nan"), ips=0.0)
+        progress.start()
+    t_train = time.perf_counter()
+    try:
+        while step < total:
+            epoch, start_i = divmod(step, spe)
+            g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
+            perm = torch.randperm(len(train_data), generator=g)[rank::world][: spe * cfg.batch_size]
+            ep_losses: list[float] = []
+            t_ep = time.perf_counter()
+            for i in range(start_i, spe):
+                if step >= total:
+                    break
+                t0 = time.perf_counter()
+                idx = perm[i * cfg.batch_size : (i + 1) * cfg.batch_size]
+                x, labels = train_data.x[idx], train_data.labels[idx].to(device)
+                net.train()
+                opt.zero_grad(set_to_none=True)
+
+                def loss_fn(z: torch.Tensor, labels: torch.Tensor = labels) -> torch.Tensor:
+                    return call_objective(obj, kind, z, labels)
+
+                if cfg.grad_cache_chunk:
+                    from pairlab.gradcache import grad_cache_step
+
+                    loss = grad_cache_step(encode, x, loss_fn, cfg.grad_cache_chunk, model=net)
+                else:
+                    loss = loss_fn(encode(x))
+                    loss.backward()
+                opt.step()
+                sched.step()
+                step += 1
+                lv = float(loss.detach())
+                if not math.isfinite(lv):
+                    raise FloatingPointError(f"loss became {lv} at step {step}; lower --lr or check the objective")
+                history.append(lv)
+                ep_losses.append(lv)
+                if progress is not None:
+                    progress.update(task, completed=step, loss=lv, ips=len(idx) / max(time.perf_counter() - t0, 1e-9))
+                if _stop_after_steps is not None and step >= _stop_after_steps:
+                    return {"stopped_at": step}
+                if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step % spe != 0:
+                    checkpoint()
+            if step % spe == 0 or step >= total:
+                checkpoint()
+                if is_main:
+                    dt = time.perf_counter() - t_ep
+                    row = {
+                        "epoch": epoch + 1, "step": step, "loss": sum(ep_losses) / max(len(ep_losses), 1),
+                        "lr": sched.get_last_lr()[0], "images_per_s": len(ep_losses) * cfg.batch_size * world / dt,
+                        "temperature": getattr(getattr(obj, "temperature", None), "value", None),
+                        "epoch_s": dt,
+                        **{k: v for k, v in getattr(obj, "last_stats", {}).items() if isinstance(v, (int, float))},
+                    }
+                    with open(run_dir / "metrics.jsonl", "a") as f:
+                        f.write(json.dumps(row) + "\n")
+                    if progress is None:
+                        say(f"epoch {epoch + 1}/{cfg.epochs} step {step}/{total} loss {row['loss']:.4f} "
+                            f"{row['images_per_s']:.0f} img/s")
+    finally:
+        if progress is not None:
+            progress.stop()
+    train_s = time.perf_counter() - t_train
+
+    metrics: dict[str, Any] = {"run_dir": str(run_dir), "steps": step, "train_s": train_s}
+    if evaluate_at_end and is_main:
+        say("evaluating (kNN + linear probe: learned, raw pixels, random init) ...")
+        metrics.update(evaluate_run(cfg, model, full_train, test_data, views, run_dir, history, device=str(device)))
+    if world > 1:
+        dist.barrier()
+    metrics["wall_s"] = time.perf_counter() - t_start
+    metrics["load_avg_start"] = list(load_start)
+    metrics["load_avg_end"] = list(os.getloadavg())
+    metrics["cpu_count"] = os.cpu_count()
+    metrics["torch_threads"] = torch.get_num_threads()
+    metrics["world_size"] = world
+    metrics["versions"] = {"torch": torch.__version__, "python": sys.version.split()[0]}
+    if is_main:
+        (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    return metrics
+
+
+def evaluate_run(
+    cfg: TrainConfig,
+    model: nn.Module,
+    train_data: ImageData,
+    test_data: ImageData,
+    views: Views,
+    run_dir: Path,
+    history: list[float],
+    device: str = "cpu",
+) -> dict[str, Any]:
+    """Frozen-feature evaluation with baselines, plus plots in ``run_dir``."""
+    from pairlab.train.evaluate import evaluate
+
+    t0 = time.perf_counter()
+    metrics, arrays = evaluate(model, train_data, test_data, cfg.eval, views=views,
+                               random_model=build_model(cfg, train_data.x.shape[1]).to(device),
+                               seed=cfg.seed, device=device)
+    metrics["eval_s"] = time.perf_counter() - t0
+    if cfg.eval.plots:
+        from pairlab.report.plots import write_plots
+
+        metrics["plots"] = write_plots(run_dir, history, arrays, test_data.classes)
+    return metrics
+
+
+def load_run(run_dir: str | os.PathLike) -> tuple[TrainConfig, Encoder, dict[str, Any]]:
+    """Config, model (weights from the checkpoint) and checkpoint state of a run directory."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.yaml").is_file():
+        raise FileNotFoundError(f"{str(run_dir)!r} is not a run directory (no config.yaml)")
+    cfg = make_config(read_yaml(run_dir / "config.yaml"), source=str(run_dir / "config.yaml"))
+    state = load_checkpoint(run_dir / CHECKPOINT)
+    in_channels = state["model"]["backbone.stem.0.weight"].shape[1]
+    model = build_model(cfg, in_channels)
+    model.load_state_dict(state["model"])
+    return cfg, model, state
+
+
+def evaluate_saved_run(run_dir: str | os.PathLike, quiet: bool = False) -> dict[str, Any]:
+    """Re-evaluate a run's checkpoint (``pairlab eval RUN_DIR``); updates ``metrics.json``."""
+    run_dir = Path(run_dir)
+    cfg, model, state = load_run(run_dir)
+    t0 = time.perf_counter()
+    train_data = load_dataset(cfg.dataset, "train", cfg.data_dir)
+    test_data = load_dataset(cfg.dataset, "test", cfg.data_dir)
+    views = Views(train_data.x.shape[-1], cfg.views, cfg.augment)
+    metrics = evaluate_run(cfg, model, train_data, test_data, views, run_dir, list(state["history"]))
+    metrics.update({"run_dir": str(run_dir), "steps": int(state["step"]), "wall_s": time.perf_counter() - t0,
+                    "load_avg_end": list(os.getloadavg())})
+    path = run_dir / "metrics.json"
+    old = json.loads(path.read_text()) if path.is_file() else {}
+    old.update(metrics)
+    path.write_text(json.dumps(old, indent=2))
+    return old
