@@ -1,18 +1,40 @@
-"""torch.distributed helpers: gather with gradient, rank-aware ids (DESIGN §4).
+"""torch.distributed helpers: gather with gradient, rank-aware ids, global means (DESIGN §4).
 
-Anchors stay local; candidates are gathered from every rank *with* gradient. The backward of the
-gather sums the gradients that every rank's loss sends to this rank's rows, so with DDP's gradient
-averaging the parameters get exactly the gradient of the single-process big batch (no factor of the
-world size, the peers' most common bug).
+The contract that makes ``N ranks == 1 big batch`` hold, for the loss *and* every parameter gradient,
+under DDP's gradient averaging (``grad = (1/W) sum_r dL_r/dtheta``):
+
+1. **Anchors stay local, candidates are gathered with gradient** (:func:`gather_with_grad`). The
+   backward of the gather *sums* over ranks the gradients that every rank's loss sends to this rank's
+   rows (an ``all_reduce(SUM)`` of the gathered gradient, then this rank's slice). Rank ``r``'s local
+   gradient is then ``d(sum_s L_s)/dtheta`` restricted to its own rows; DDP's average makes it
+   ``d((1/W) sum_s L_s)/dtheta``.
+2. **Each rank's loss is its share of the global mean** (:func:`global_mean`): a loss that is a mean
+   over ``n_r`` local items (anchors with a positive, pairs) is rescaled to
+   ``loss_r * W * n_r / N`` with ``N = sum_r n_r`` (an all-reduced count, no gradient). Then
+   ``(1/W) sum_r loss_r = (sum of all per-item losses) / N``, the single-process mean, even when ranks
+   have different numbers of used anchors (SupCon with uneven positives) or batch sizes. When every rank
+   has the same count the factor is exactly 1.
+
+No factor of the world size appears anywhere: the gradient reaching the parameters is the gradient of
+the global mean, not ``W`` times it (open_clip #616/#894, lightly #1920/#1977, PML #363 in
+``specs/prior-art.md`` §3). The *value* returned on each rank is that rank's share; the global loss is
+the mean of the per-rank values (``all_reduce(loss) / W``), which is what a training loop should log.
+
+Ranks may pass different batch sizes (first dim); rows are concatenated in rank order and
+:func:`offset` gives the index of this rank's first row in the gathered tensor (the self-pair offset
+and the id offset). Every function is the identity on a single process.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterable
 
 import torch
 import torch.distributed as dist
 
 
 def is_active() -> bool:
+    """Whether a process group with more than one rank is initialised."""
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
@@ -24,22 +46,119 @@ def rank() -> int:
     return dist.get_rank() if is_active() else 0
 
 
-def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
+def sizes(n: int, device: torch.device | str | None = None) -> list[int]:
+    """First-dim sizes of all ranks (one tiny all-gather); ``[n]`` on a single process."""
+    if not is_active():
+        return [n]
+    t = torch.tensor([int(n)], dtype=torch.long, device=device)
+    out = [torch.empty_like(t) for _ in range(world_size())]
+    dist.all_gather(out, t)
+    return [int(o.item()) for o in out]
+
+
+def offset(n: int, all_sizes: list[int] | None = None, device: torch.device | str | None = None) -> int:
+    """Index of this rank's first row in a rank-ordered gather (``sum`` of the previous ranks' sizes)."""
+    if not is_active():
+        return 0
+    all_sizes = sizes(n, device) if all_sizes is None else all_sizes
+    return sum(all_sizes[: rank()])
+
+
+def _gather(x: torch.Tensor, all_sizes: list[int]) -> torch.Tensor:
+    """Rank-ordered concatenation of ``x`` (first dims given by ``all_sizes``), no autograd."""
+    x = x.contiguous()
+    m = max(all_sizes)
+    if x.shape[0] < m:  # pad so every rank sends the same shape; padding is sliced away below
+        x = torch.cat([x, x.new_zeros((m - x.shape[0], *x.shape[1:]))])
+    out = [torch.empty_like(x) for _ in all_sizes]
+    dist.all_gather(out, x)
+    return torch.cat([o[:s] for o, s in zip(out, all_sizes, strict=True)], dim=0)
+
+
+class _GatherWithGrad(torch.autograd.Function):
+    """All-gather whose backward sums every rank's gradient for this rank's rows.
+
+    ``torch.distributed.nn.functional.all_gather`` does the same sum (reduce-scatter / all-to-all) but
+    needs equal shapes; this one handles uneven sizes and costs one ``all_reduce`` in backward.
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, all_sizes: list[int]) -> torch.Tensor:  # type: ignore[override]
+        ctx.all_sizes = all_sizes
+        ctx.start = sum(all_sizes[: rank()])
+        return _gather(x, all_sizes)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
+        g = grad.contiguous().clone()
+        dist.all_reduce(g, op=dist.ReduceOp.SUM)
+        n = ctx.all_sizes[rank()]
+        return g[ctx.start : ctx.start + n], None
+
+
+def gather_with_grad(x: torch.Tensor, all_sizes: list[int] | None = None) -> torch.Tensor:
     """Concatenate ``x`` from all ranks along dim 0 (rank order), differentiable; identity on 1 rank.
 
-    All ranks must pass the same shape.
+    The backward gives this rank's rows the *sum* over ranks of the gradients they receive (see the
+    module docstring: with DDP averaging this is the big-batch gradient). Ranks may have different
+    first-dim sizes (pass ``all_sizes`` from :func:`sizes` to skip the size exchange); other dims must
+    match. Every rank must call it, and every rank must backpropagate through the result.
     """
     if not is_active():
         return x
-    from torch.distributed.nn.functional import all_gather
+    all_sizes = sizes(x.shape[0], x.device) if all_sizes is None else all_sizes
+    return _GatherWithGrad.apply(x, all_sizes)
 
-    return torch.cat(all_gather(x.contiguous()), dim=0)
 
-
-def gather_no_grad(x: torch.Tensor) -> torch.Tensor:
-    """Concatenate ``x`` from all ranks along dim 0 without gradient (e.g. queue keys)."""
+def gather_no_grad(x: torch.Tensor, all_sizes: list[int] | None = None) -> torch.Tensor:
+    """Concatenate ``x`` from all ranks along dim 0 (rank order) without gradient (ids, labels, queue keys)."""
     if not is_active():
         return x
-    out = [torch.empty_like(x) for _ in range(world_size())]
-    dist.all_gather(out, x.contiguous())
-    return torch.cat(out, dim=0)
+    all_sizes = sizes(x.shape[0], x.device) if all_sizes is None else all_sizes
+    with torch.no_grad():
+        return _gather(x.detach(), all_sizes)
+
+
+def all_reduce_sum(value: float | int, device: torch.device | str | None = None) -> float:
+    """Sum a Python number over ranks (no gradient); the number itself on a single process."""
+    if not is_active():
+        return float(value)
+    t = torch.tensor([float(value)], dtype=torch.float64, device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    return float(t.item())
+
+
+def global_mean(loss: torch.Tensor, n_local: float | int) -> tuple[torch.Tensor, float]:
+    """Rescale this rank's mean over ``n_local`` items into its share of the global mean.
+
+    Returns ``(loss * W * n_local / N, N)`` with ``N`` the count summed over ranks, so that the
+    average over ranks of the returned values (and, under DDP, of their gradients) is the mean over
+    all ``N`` items. If ``N == 0`` the loss is returned times zero (still graph-connected, so every
+    rank's backward runs the same collectives) and the caller decides whether to raise.
+    Identity on a single process.
+    """
+    if not is_active():
+        return loss, float(n_local)
+    n_global = all_reduce_sum(n_local, loss.device)
+    if n_global == 0:
+        return loss * 0.0, 0.0
+    return loss * (world_size() * float(n_local) / n_global), n_global
+
+
+def average_gradients(params: Iterable[torch.nn.Parameter]) -> None:
+    """Average ``.grad`` over ranks in place, for parameters outside DDP (e.g. a learnable temperature).
+
+    A parameter that is missing a gradient on this rank contributes zeros, so every rank runs the same
+    collectives. Identity on a single process.
+    """
+    if not is_active():
+        return
+    w = world_size()
+    for p in params:
+        if not p.requires_grad:
+            continue
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+        dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
+        p.grad.div_(w)

@@ -28,7 +28,7 @@ from pairlab._validate import (
     check_same_batch,
     check_same_dim,
 )
-from pairlab.nce import AGGREGATIONS, nce
+from pairlab.nce import AGGREGATIONS, NCEResult, nce
 from pairlab.objectives.base import ContrastiveObjective
 from pairlab.registry import register
 from pairlab.scores import prepare
@@ -39,6 +39,32 @@ def _kernel():
     from pairlab import kernels
 
     return kernels
+
+
+def _local_on_no_positive(obj: ContrastiveObjective) -> str:
+    """On several ranks a rank may lack positives while others have some: decide globally in :func:`_finish`."""
+    return "zero" if distributed.is_active() else obj.on_no_positive
+
+
+def _finish(obj: ContrastiveObjective, result: NCEResult) -> torch.Tensor:
+    """Record stats; on several ranks turn the local mean into this rank's share of the global mean.
+
+    The local loss is a mean over this rank's used anchors ``n_r``; it is rescaled by ``W * n_r / N``
+    (``N`` all-reduced, see :func:`pairlab.distributed.global_mean`) so that DDP's gradient average is
+    the gradient of the single-process mean over all ``N`` anchors, even when ranks have different
+    numbers of anchors with a positive. The returned value is this rank's share: average it over ranks
+    to log the global loss. ``last_stats["anchors_used_global"]`` holds ``N``.
+    """
+    if distributed.is_active():
+        n_local = float(result.used.sum()) if isinstance(result.used, torch.Tensor) else float(result.used)
+        result.loss, n_global = distributed.global_mean(result.loss, n_local)
+        result.stats["anchors_used_global"] = n_global
+        if n_global == 0 and obj.on_no_positive == "raise":
+            raise ValueError(
+                "no anchor on any rank has a positive (and a candidate): the loss is undefined. "
+                "Check labels/ids, or pass on_no_positive='zero' to get an explicit zero loss."
+            )
+    return obj._record(result)
 
 
 # keys at or below this value never match a real key: used for unlabelled extra candidates
@@ -69,15 +95,18 @@ def _views_loss(
     if labels is not None:
         labels = check_labels("labels", labels, b).to(z.device)
     anchors = prepare(z.reshape(b * k, d), obj.similarity)
+    # several ranks: rows of every rank (batch sizes may differ; K must match), this rank's first row
+    rows = distributed.sizes(b * k, z.device)
+    offset = distributed.offset(b * k, rows)
     if labels is None:
-        keys = (torch.arange(b, device=z.device) + distributed.rank() * b).repeat_interleave(k)
+        keys = (torch.arange(b, device=z.device) + offset // k).repeat_interleave(k)
     else:
         keys = labels.long().repeat_interleave(k)
-    candidates = distributed.gather_with_grad(anchors)
-    cand_keys = distributed.gather_no_grad(keys)
-    offset = distributed.rank() * b * k
+    candidates = distributed.gather_with_grad(anchors, rows)
+    cand_keys = distributed.gather_no_grad(keys, rows)
+    nop = _local_on_no_positive(obj)
     if extra is not None:
-        check_embeddings("extra", extra, 2, "[M, D]")
+        check_embeddings("extra", extra, 2, "[M, D]", min_rows=0)
         check_same_dim(("z", "extra"), (z, extra))
         if extra_labels is None:
             ekeys = UNMATCHED_KEY - torch.arange(extra.shape[0], device=z.device)
@@ -92,15 +121,15 @@ def _views_loss(
     if weights is None and kern.applies(obj.backend, anchors.shape[0], candidates.shape[0]):
         result = kern.views_nce(
             anchors, candidates, keys, cand_keys, offset, scale,
-            aggregation=aggregation, decoupled=decoupled, on_no_positive=obj.on_no_positive,
+            aggregation=aggregation, decoupled=decoupled, on_no_positive=nop,
         )
-        return obj._record(result)
+        return _finish(obj, result)
     valid = pairs.not_self(anchors.shape[0], candidates.shape[0], offset, device=z.device)
     targets = pairs.same_id(keys, cand_keys) & valid
     scores = (anchors @ candidates.T) * scale
-    return obj._record(
-        nce(scores, targets, valid, weights, aggregation=aggregation, decoupled=decoupled,
-            on_no_positive=obj.on_no_positive)
+    return _finish(
+        obj,
+        nce(scores, targets, valid, weights, aggregation=aggregation, decoupled=decoupled, on_no_positive=nop),
     )
 
 
@@ -207,19 +236,19 @@ class CLIPLoss(ContrastiveObjective):
         _two_tower_check(a, b)
         scale = self.temperature.scale()
         a, b = prepare(a, self.similarity), prepare(b, self.similarity)
-        a_all, b_all = distributed.gather_with_grad(a), distributed.gather_with_grad(b)
-        offset = distributed.rank() * a.shape[0]
+        rows = distributed.sizes(a.shape[0], a.device)
+        a_all, b_all = distributed.gather_with_grad(a, rows), distributed.gather_with_grad(b, rows)
+        offset = distributed.offset(a.shape[0], rows)
+        nop = _local_on_no_positive(self)
         kern = _kernel()
         if kern.applies(self.backend, a.shape[0], b_all.shape[0]):
-            return self._record(
-                kern.clip_nce(a, b, a_all, b_all, offset, scale, on_no_positive=self.on_no_positive)
-            )
+            return _finish(self, kern.clip_nce(a, b, a_all, b_all, offset, scale, on_no_positive=nop))
         eye = pairs.same_id(torch.arange(a.shape[0], device=a.device) + offset,
                             torch.arange(b_all.shape[0], device=a.device))
-        r1 = nce((a @ b_all.T) * scale, eye, on_no_positive=self.on_no_positive)
-        r2 = nce((b @ a_all.T) * scale, eye, on_no_positive=self.on_no_positive)
+        r1 = nce((a @ b_all.T) * scale, eye, on_no_positive=nop)
+        r2 = nce((b @ a_all.T) * scale, eye, on_no_positive=nop)
         r1.loss = (r1.loss + r2.loss) / 2
-        return self._record(r1)
+        return _finish(self, r1)
 
 
 @register("objectives", "infonce", input="pair", paper="van den Oord et al. 2018")
@@ -247,10 +276,16 @@ class InfoNCE(ContrastiveObjective):
         _two_tower_check(query, positive_key, ("query", "positive_key"))
         scale = self.temperature.scale()
         q, p = prepare(query, self.similarity), prepare(positive_key, self.similarity)
+        nop = _local_on_no_positive(self)
         if negative_keys is None:
-            scores = (q @ p.T) * scale
-            eye = torch.eye(q.shape[0], dtype=torch.bool, device=q.device)
-            return self._record(nce(scores, eye, on_no_positive=self.on_no_positive))
+            # several ranks: the keys of every rank are candidates (gathered with gradient)
+            rows = distributed.sizes(q.shape[0], q.device)
+            p_all = distributed.gather_with_grad(p, rows)
+            offset = distributed.offset(q.shape[0], rows)
+            scores = (q @ p_all.T) * scale
+            eye = pairs.same_id(torch.arange(q.shape[0], device=q.device) + offset,
+                                torch.arange(p_all.shape[0], device=q.device))
+            return _finish(self, nce(scores, eye, on_no_positive=nop))
         if self.negative_mode == "unpaired":
             check_embeddings("negative_keys", negative_keys, 2, "[M, D] (negative_mode='unpaired')")
             check_same_dim(("query", "negative_keys"), (query, negative_keys))
@@ -264,4 +299,5 @@ class InfoNCE(ContrastiveObjective):
         scores = torch.cat([pos, neg], dim=1) * scale
         target = torch.zeros_like(scores, dtype=torch.bool)
         target[:, 0] = True
-        return self._record(nce(scores, target, on_no_positive=self.on_no_positive))
+        # explicit negatives are per query (a queue is identical on every rank): nothing to gather
+        return _finish(self, nce(scores, target, on_no_positive=nop))
