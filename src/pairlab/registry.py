@@ -110,3 +110,12 @@ def build(kind: str, name: str, **kwargs: Any) -> Any:
 def as_json() -> dict[str, list[dict[str, Any]]]:
     discover()
     return {k: [_REGISTRY[k][n].as_dict() for n in sorted(_REGISTRY[k])] for k in KINDS}
+
+
+def input_kind(objective: Any) -> str:
+    """The registered ``input`` kind of an objective instance (how a training loop calls it)."""
+    discover()
+    for entry in _REGISTRY["objectives"].values():
+        if isinstance(entry.obj, type) and type(objective) is entry.obj:
+            return str(entry.meta.get("input", "views"))
+    raise ValueError(f"{type(objective).__name__} is not a registered pairlab objective")

@@ -49,7 +49,7 @@ class SentenceTransformersLoss(nn.Module):
         if not isinstance(objective, nn.Module):
             raise TypeError(f"objective must be an nn.Module or a registered name, got {type(objective).__name__}")
         self.objective = objective
-        self.input_kind = _input_kind(objective)
+        self.input_kind = registry.input_kind(objective)
         if self.input_kind not in ("pair", "views"):
             raise ValueError(
                 f"objective {type(objective).__name__} has input kind {self.input_kind!r}; "
@@ -83,12 +83,3 @@ class SentenceTransformersLoss(nn.Module):
 
     def get_config_dict(self) -> dict[str, Any]:
         return {"objective": type(self.objective).__name__, "input": self.input_kind}
-
-
-def _input_kind(objective: nn.Module) -> str:
-    registry.discover()
-    for kind_entries in (registry._REGISTRY["objectives"],):
-        for entry in kind_entries.values():
-            if entry.obj is type(objective):
-                return str(entry.meta.get("input", "views"))
-    raise ValueError(f"{type(objective).__name__} is not a registered pairlab objective")
