@@ -7,15 +7,10 @@ Rank batch sizes, and the number of anchors with a positive, differ between rank
 
 from __future__ import annotations
 
-import os
-import traceback
 from collections.abc import Callable
-from datetime import timedelta
 
 import pytest
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 
@@ -41,48 +36,7 @@ def _tiled_available() -> bool:
 TILED = _tiled_available()
 
 
-# ----------------------------------------------------------------------------------------------- harness
-def spawn(worker: Callable, tmp: str, world: int = WORLD, timeout: float = 240.0) -> list[dict]:
-    """Run ``worker(rank, world, tmp)`` in ``world`` spawned processes; return each rank's saved dict."""
-    ctx = mp.get_context("spawn")
-    procs = [ctx.Process(target=_entry, args=(worker, r, world, tmp)) for r in range(world)]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(timeout)
-    hung = [i for i, p in enumerate(procs) if p.is_alive()]
-    for p in procs:
-        if p.is_alive():
-            p.kill()
-            p.join(5)
-    if hung:
-        pytest.fail(f"ranks {hung} did not finish within {timeout}s (a collective hung)")
-    out = []
-    for r in range(world):
-        path = os.path.join(tmp, f"rank{r}.pt")
-        if not os.path.exists(path):
-            pytest.fail(f"rank {r} exited with code {procs[r].exitcode} and wrote no result")
-        res = torch.load(path, weights_only=False)
-        if "__error__" in res:
-            pytest.fail(f"rank {r} failed:\n{res['__error__']}")
-        out.append(res)
-    return out
-
-
-def _entry(worker: Callable, rank: int, world: int, tmp: str) -> None:
-    torch.set_num_threads(1)
-    dist.init_process_group(
-        "gloo", init_method=f"file://{os.path.join(tmp, 'store')}", rank=rank, world_size=world,
-        timeout=timedelta(seconds=90),
-    )
-    try:
-        res = worker(rank, world, tmp)
-    except BaseException:  # noqa: BLE001 - reported to the parent
-        res = {"__error__": traceback.format_exc()}
-    torch.save(res, os.path.join(tmp, f"rank{rank}.pt"))
-    dist.destroy_process_group()
-
-
+# ----------------------------------------------------------------------------------------------- helpers
 def split(x: torch.Tensor | None, parts: list[int], rank: int, world: int) -> torch.Tensor | None:
     """This rank's rows of a full batch (the whole batch on a single process)."""
     if x is None or world == 1:
@@ -237,7 +191,7 @@ def no_positive_case(rank: int, world: int) -> dict:
     return {"raised": raised, "zero": zero.detach(), "grad": z.grad}
 
 
-def worker(rank: int, world: int, tmp: str) -> dict:
+def worker(rank: int, world: int) -> dict:
     res = {name: fn(rank, world) for name, fn in CASES.items()}
     res["__gather__"] = gather_case(rank, world)
     res["__no_positive__"] = no_positive_case(rank, world)
@@ -246,8 +200,9 @@ def worker(rank: int, world: int, tmp: str) -> dict:
 
 # ----------------------------------------------------------------------------------------------- tests
 @pytest.fixture(scope="module")
-def ranks(tmp_path_factory) -> list[dict]:
-    return spawn(worker, str(tmp_path_factory.mktemp("dist")))
+def ranks() -> list[dict]:
+    """One spawn of 2 gloo ranks running every case (a hang fails after the timeout)."""
+    return distributed.launch(worker, WORLD, timeout=90)
 
 
 def assert_close(got: torch.Tensor, ref: torch.Tensor, what: str) -> None:

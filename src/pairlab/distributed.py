@@ -162,3 +162,64 @@ def average_gradients(params: Iterable[torch.nn.Parameter]) -> None:
             p.grad = torch.zeros_like(p)
         dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
         p.grad.div_(w)
+
+
+# ----------------------------------------------------------------------------------------------- local launch
+def _launch_entry(fn, rank: int, world: int, backend: str, store: str, timeout: float, args: tuple, out: str) -> None:
+    import os
+    import traceback
+    from datetime import timedelta
+
+    torch.set_num_threads(1)
+    dist.init_process_group(backend, init_method=f"file://{store}", rank=rank, world_size=world,
+                            timeout=timedelta(seconds=timeout))
+    try:
+        res = {"result": fn(rank, world, *args)}
+    except BaseException:  # noqa: BLE001 - reported to the parent
+        res = {"error": traceback.format_exc()}
+    torch.save(res, os.path.join(out, f"rank{rank}.pt"))
+    dist.destroy_process_group()
+
+
+def launch(fn, world_size: int = 2, *, args: tuple = (), backend: str = "gloo", timeout: float = 300.0) -> list:
+    """Run ``fn(rank, world_size, *args)`` in ``world_size`` fresh local processes; return each rank's result.
+
+    Each process has an initialised process group (``backend``, a file store, collectives time out
+    after ``timeout`` seconds) and one intra-op thread. ``fn`` must be importable by name (a module-level
+    function) and return something ``torch.save`` can write. Meant for tests and small checks
+    ("N ranks == 1 big batch") on CPU with gloo. Raises ``RuntimeError`` with the rank's traceback if a
+    rank fails, ``TimeoutError`` if a rank does not finish within ``2 * timeout`` seconds.
+    """
+    import os
+    import tempfile
+
+    import torch.multiprocessing as mp
+
+    if world_size < 1:
+        raise ValueError(f"world_size must be >= 1, got {world_size}")
+    ctx = mp.get_context("spawn")
+    with tempfile.TemporaryDirectory(prefix="pairlab-launch-") as tmp:
+        store = os.path.join(tmp, "store")
+        procs = [ctx.Process(target=_launch_entry, args=(fn, r, world_size, backend, store, timeout, args, tmp))
+                 for r in range(world_size)]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join(2 * timeout)
+        hung = [r for r, p in enumerate(procs) if p.is_alive()]
+        for p in procs:
+            if p.is_alive():
+                p.kill()
+                p.join(5)
+        if hung:
+            raise TimeoutError(f"ranks {hung} did not finish within {2 * timeout}s (a collective hung?)")
+        results = []
+        for r in range(world_size):
+            path = os.path.join(tmp, f"rank{r}.pt")
+            if not os.path.exists(path):
+                raise RuntimeError(f"rank {r} exited with code {procs[r].exitcode} and wrote no result")
+            res = torch.load(path, weights_only=False)
+            if "error" in res:
+                raise RuntimeError(f"rank {r} failed:\n{res['error']}")
+            results.append(res["result"])
+        return results
