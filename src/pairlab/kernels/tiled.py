@@ -46,8 +46,8 @@ def _scale(scale: torch.Tensor | float, like: torch.Tensor) -> torch.Tensor:
         scale = torch.tensor(float(scale), dtype=like.dtype, device=like.device)
     if scale.numel() != 1:
         raise ValueError(f"scale must be a scalar tensor, got shape {tuple(scale.shape)}")
-    if not float(scale) > 0:
-        raise ValueError(f"scale (1/tau) must be > 0, got {float(scale)}")
+    if not float(scale.detach()) > 0:
+        raise ValueError(f"scale (1/tau) must be > 0, got {float(scale.detach())}")
     return scale.reshape(())
 
 
@@ -105,7 +105,7 @@ def views_nce(
     if kx.shape != (n,) or ky.shape != (m,):
         raise ValueError(f"keys must have shapes [{n}] and [{m}], got {tuple(kx.shape)} and {tuple(ky.shape)}")
     t = _scale(scale, x)
-    tv = float(t)
+    tv = float(t.detach())
 
     # exact counts from per-key groups
     _, inv = torch.unique(torch.cat([kx, ky]), return_inverse=True)
@@ -192,7 +192,7 @@ def clip_nce(
             f"offset {offset}"
         )
     t = _scale(scale, x)
-    tv = float(t)
+    tv = float(t.detach())
     ones_n = torch.ones(n, dtype=torch.bool, device=x.device)
     k_n = torch.zeros(n, dtype=torch.long, device=x.device)
     pos_r = (x * yb[offset : offset + n]).sum(dim=1) * t
