@@ -116,8 +116,11 @@ def test_two_tower_tuple_outputs_and_dict_inputs() -> None:
     for m in (ta, tb, obj):
         m.zero_grad()
     torch.manual_seed(7)
-    loss = grad_cache_step(encode, batch, lambda z: obj(*z), 4)
+    loss, (za, zb) = grad_cache_step(encode, batch, lambda z: obj(*z), 4, return_embeddings=True)
     torch.testing.assert_close(loss, ref.detach(), atol=ATOL, rtol=0)
+    assert not za.requires_grad
+    torch.testing.assert_close(za, torch.cat([o[0] for o in outs]).detach(), atol=ATOL, rtol=0)
+    torch.testing.assert_close(zb, torch.cat([o[1] for o in outs]).detach(), atol=ATOL, rtol=0)
     for p, gr in gref.items():
         torch.testing.assert_close(grads(ta, tb, obj)[p], gr, atol=ATOL, rtol=0)
 

@@ -143,7 +143,8 @@ def grad_cache_step(
     chunk_size: int,
     model: nn.Module | None = None,
     scaler: Any = None,
-) -> torch.Tensor:
+    return_embeddings: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, Structure]:
     """One GradCache forward/backward: accumulate into ``.grad`` the exact full-batch gradients.
 
     Args:
@@ -159,9 +160,12 @@ def grad_cache_step(
             ``model.no_sync()`` so gradients are all-reduced once.
         scaler: an optional ``torch.amp.GradScaler``; the loss is scaled before its backward, so the
             cached and the parameter gradients are scaled as in a plain AMP step.
+        return_embeddings: also return the full-batch embeddings (detached, same structure as
+            ``encode``'s output), e.g. to enqueue keys into a :class:`~pairlab.candidates.queue.Queue`.
 
     Returns:
-        The loss, detached. Gradients are *accumulated* into ``.grad`` (zero them before, step after).
+        The loss, detached (and the embeddings if ``return_embeddings``). Gradients are *accumulated*
+        into ``.grad`` (zero them before, step after).
 
     Examples:
         >>> obj = NTXent(0.1)
@@ -208,6 +212,7 @@ def grad_cache_step(
         raise ValueError("loss_fn returned a tensor that does not depend on the embeddings (no grad_fn)")
     (scaler.scale(loss) if scaler is not None else loss).backward()
     grads = [leaf.grad if leaf.grad is not None else torch.zeros_like(leaf) for leaf in leaves]
+    embeddings = rebuild([leaf.detach() for leaf in leaves]) if return_embeddings else None
     del leaves
 
     # 3. re-encode each chunk with its RNG replayed and push the cached gradient through the encoder
@@ -220,4 +225,4 @@ def grad_cache_step(
             if not pairs:
                 raise ValueError("encode returned tensors that do not require grad in the replay pass")
             torch.autograd.backward([t for t, _ in pairs], [g for _, g in pairs])
-    return loss.detach()
+    return (loss.detach(), embeddings) if return_embeddings else loss.detach()

@@ -14,6 +14,14 @@ Papers:
 
 Conventions (match lightly / pytorch-metric-learning / open_clip once mapped): NT-Xent averages over
 all ``B*K`` anchors; CLIP averages over ``B`` in each direction, then the two directions.
+
+Distributed (``torch.distributed`` initialised with more than one rank): anchors stay local, the
+candidates of every rank are gathered with gradient (in-batch InfoNCE gathers the keys), ids are offset
+by rank, and each rank returns its *share* of the global mean (``loss * W * n_local / N``, see
+:func:`pairlab.distributed.global_mean`). Under DDP the loss averaged over ranks and every parameter
+gradient then equal the single-process big batch, also with uneven batch sizes or numbers of anchors
+with a positive. Parameters of the objective (a learnable temperature) are outside DDP: average their
+gradients with :func:`pairlab.distributed.average_gradients`.
 """
 
 from __future__ import annotations
