@@ -191,10 +191,22 @@ def no_positive_case(rank: int, world: int) -> dict:
     return {"raised": raised, "zero": zero.detach(), "grad": z.grad}
 
 
+def local_only_case(rank: int, world: int) -> dict:
+    """Only rank 1 computes a loss inside local_only(): no collective, so no hang; a local value."""
+    z = torch.randn(4, 2, 3, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    if rank != 1:
+        return {}
+    with distributed.local_only():
+        assert not distributed.is_active()
+        return {"z": z, "loss": NTXent(0.5)(z)}
+
+
 def worker(rank: int, world: int) -> dict:
     res = {name: fn(rank, world) for name, fn in CASES.items()}
     res["__gather__"] = gather_case(rank, world)
     res["__no_positive__"] = no_positive_case(rank, world)
+    res["__local_only__"] = local_only_case(rank, world)
+    res["__active_after__"] = distributed.is_active()
     return res
 
 
@@ -262,6 +274,12 @@ def test_no_positive_on_any_rank_raises_everywhere(ranks: list[dict]) -> None:
         assert res["raised"] is True
         assert float(res["zero"]) == 0.0
         assert torch.equal(res["grad"], torch.zeros_like(res["grad"]))
+
+
+def test_local_only_on_one_rank(ranks: list[dict]) -> None:
+    res = ranks[1]["__local_only__"]
+    torch.testing.assert_close(res["loss"], NTXent(0.5)(res["z"]))
+    assert all(r["__active_after__"] for r in ranks)
 
 
 def test_single_process_helpers_are_identity() -> None:

@@ -27,15 +27,35 @@ and the id offset). Every function is the identity on a single process.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import contextlib
+import threading
+from collections.abc import Iterable, Iterator
 
 import torch
 import torch.distributed as dist
 
+_local = threading.local()
+
 
 def is_active() -> bool:
-    """Whether a process group with more than one rank is initialised."""
+    """Whether a process group with more than one rank is initialised (and not inside :func:`local_only`)."""
+    if getattr(_local, "depth", 0) > 0:
+        return False
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+@contextlib.contextmanager
+def local_only() -> Iterator[None]:
+    """Inside this block every helper acts as on a single process (no collective, no rescaling).
+
+    Every objective is a collective when several ranks are initialised, so computing a loss on one
+    rank only (evaluation on rank 0, a diagnostic) would hang; wrap such code in ``local_only()``.
+    """
+    _local.depth = getattr(_local, "depth", 0) + 1
+    try:
+        yield
+    finally:
+        _local.depth -= 1
 
 
 def world_size() -> int:
