@@ -10,7 +10,7 @@ from pairlab.miners.batch_easy_hard import BatchEasyHardMiner
 from pairlab.miners.batch_hard import BatchHardMiner
 from pairlab.miners.batch_semi_hard import BatchSemiHardMiner
 from pairlab.miners.distance_weighted import DistanceWeightedMiner
-from pairlab.miners.multi_similarity import MultiSimilarityMiner
+from pairlab.miners.multi_similarity_miner import MultiSimilarityMiner
 from pairlab.miners.pair_margin import PairMarginMiner
 
 __all__ = [
