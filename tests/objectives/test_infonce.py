@@ -265,3 +265,24 @@ def test_parity_info_nce_pytorch():
     q, p, n = torch.randn(8, 16), torch.randn(8, 16), torch.randn(20, 16)
     assert InfoNCE(0.1)(q, p, n).item() == pytest.approx(info_nce.info_nce(q, p, n, 0.1).item(), rel=1e-5)
     assert InfoNCE(0.1)(q, p).item() == pytest.approx(info_nce.info_nce(q, p, None, 0.1).item(), rel=1e-5)
+
+
+def test_weights_callable_gets_scores_and_masks():
+    """A weights component is called with (detached scores, targets, valid) and its W is used."""
+    z = _z(b=5)
+    seen = {}
+
+    def hard(scores, targets, valid):
+        seen["shapes"] = (scores.shape, targets.shape, valid.shape, scores.requires_grad)
+        return torch.where(targets, torch.ones_like(scores), torch.exp(scores))  # harder negatives weigh more
+
+    zf = _unit(z.reshape(-1, 5))
+    s = zf @ zf.T / 0.1
+    w = torch.where(torch.eye(10, dtype=torch.bool), torch.zeros_like(s), torch.exp(s.detach()))
+    ids = torch.arange(5).repeat_interleave(2)
+    pos = (ids[:, None] == ids[None, :]) & ~torch.eye(10, dtype=torch.bool)
+    w = torch.where(pos, torch.ones_like(w), w)
+    ref = (torch.logsumexp(s + torch.log(w), 1) - s[pos].view(10)).mean()
+    out = NTXent(0.1)(z, weights=hard)
+    assert seen["shapes"] == ((10, 10), (10, 10), (10, 10), False)
+    assert out.item() == pytest.approx(ref.item(), rel=1e-12)

@@ -26,6 +26,8 @@ gradients with :func:`pairlab.distributed.average_gradients`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 from pairlab import distributed, pairs
@@ -75,6 +77,8 @@ def _finish(obj: ContrastiveObjective, result: NCEResult) -> torch.Tensor:
     return obj._record(result)
 
 
+WeightFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+
 # keys at or below this value never match a real key: used for unlabelled extra candidates
 UNMATCHED_KEY = -(2**62)
 
@@ -87,9 +91,12 @@ def _views_loss(
     decoupled: bool,
     extra: torch.Tensor | None = None,
     extra_labels: torch.Tensor | None = None,
-    weights: torch.Tensor | None = None,
+    weights: torch.Tensor | WeightFn | None = None,
 ) -> torch.Tensor:
     """Multi-view objective on local anchors against gathered (+ extra) candidates.
+
+    ``weights`` is a dense ``W [B*K, M]`` or a callable ``(scores, targets, valid) -> W`` (a weights
+    component, e.g. hardness weighting); either forces the dense path.
 
     Anchors: the ``B*K`` local views. Candidates: the views of all ranks (gathered with gradient,
     rank order), then the ``extra`` columns (queue, synthesised). Positives are key equality:
@@ -135,6 +142,8 @@ def _views_loss(
     valid = pairs.not_self(anchors.shape[0], candidates.shape[0], offset, device=z.device)
     targets = pairs.same_id(keys, cand_keys) & valid
     scores = (anchors @ candidates.T) * scale
+    if callable(weights):  # a weights component: W from the (detached) scores, positives and mask
+        weights = weights(scores.detach(), targets, valid)
     return _finish(
         obj,
         nce(scores, targets, valid, weights, aggregation=aggregation, decoupled=decoupled, on_no_positive=nop),
