@@ -73,7 +73,7 @@ def sizes(n: int, device: torch.device | str | None = None) -> list[int]:
     t = torch.tensor([int(n)], dtype=torch.long, device=device)
     out = [torch.empty_like(t) for _ in range(world_size())]
     dist.all_gather(out, t)
-    return [int(o.item()) for o in out]
+    return [int(v) for v in torch.cat(out).tolist()]  # one host sync
 
 
 def offset(n: int, all_sizes: list[int] | None = None, device: torch.device | str | None = None) -> int:
