@@ -155,7 +155,7 @@ def test_open_clip_parity(backend):
 def test_paper_defaults_and_clamp():
     f = SigLIPLoss()
     assert float(f.temperature.scale().detach()) == pytest.approx(10.0, rel=1e-6)
-    assert float(f.bias) == -10.0
+    assert float(f.bias.detach()) == -10.0
     assert f.temperature.log_scale.requires_grad and f.bias.requires_grad
     with torch.no_grad():
         f.temperature.log_scale.fill_(math.log(500.0))

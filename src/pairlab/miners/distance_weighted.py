@@ -59,7 +59,8 @@ class DistanceWeightedMiner(Miner):
         a, p = torch.nonzero(pos & has_neg[:, None], as_tuple=True)
         if a.numel() == 0:
             return Mined.triplets(a, p, a.clone())
-        probs = torch.softmax(logw[has_neg], dim=1).float()
+        lw = logw[has_neg]
+        probs = (lw - torch.logsumexp(lw, dim=1, keepdim=True)).exp().float()  # a softmax in log space
         rows = torch.cumsum(has_neg.long(), 0) - 1  # row of each anchor inside probs
         counts = pos[has_neg].sum(dim=1)  # pairs per anchor row (a is sorted by anchor)
         draws = torch.multinomial(probs.cpu(), max(int(counts.max()), 1), replacement=True,
