@@ -8,13 +8,10 @@ import glob
 import importlib.util
 import math
 import os
-import traceback
-from datetime import timedelta
 
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 
 from pairlab import registry
 from pairlab.objectives.siglip import SigLIPLoss, sigmoid_pair_loss_dense, sigmoid_pair_loss_tiled
@@ -243,34 +240,16 @@ def _dist_case(rank: int, world: int, backend: str) -> dict:
     return {"loss": float(total), "grads": grads}
 
 
-def _entry(rank: int, world: int, tmp: str) -> None:
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"file://{os.path.join(tmp, 'store')}", rank=rank,
-                            world_size=world, timeout=timedelta(seconds=60))
-    try:
-        res = {b: _dist_case(rank, world, b) for b in ("dense", "tiled")}
-    except BaseException:  # noqa: BLE001 - reported to the parent
-        res = {"__error__": traceback.format_exc()}
-    torch.save(res, os.path.join(tmp, f"rank{rank}.pt"))
-    dist.destroy_process_group()
+def _worker(rank: int, world: int) -> dict:
+    return {b: _dist_case(rank, world, b) for b in ("dense", "tiled")}
 
 
 @pytest.mark.slow  # two spawned processes take ~45 s on the shared 2-core machine
 @pytest.mark.distributed
-def test_two_ranks_equal_one_big_batch(tmp_path):
-    ctx = mp.get_context("spawn")
-    procs = [ctx.Process(target=_entry, args=(r, 2, str(tmp_path))) for r in range(2)]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(120)
-    for p in procs:
-        if p.is_alive():
-            p.kill()
-            pytest.fail("a rank hung")
-    results = [torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in range(2)]
-    for r in results:
-        assert "__error__" not in r, r.get("__error__")
+def test_two_ranks_equal_one_big_batch():
+    from pairlab import distributed
+
+    results = distributed.launch(_worker, 2, timeout=60)
     for backend in ("dense", "tiled"):
         single = _dist_case(0, 1, backend)
         for r in results:
