@@ -185,12 +185,45 @@ def average_gradients(params: Iterable[torch.nn.Parameter]) -> None:
 
 
 # ----------------------------------------------------------------------------------------------- local launch
-def _launch_entry(fn, rank: int, world: int, backend: str, store: str, timeout: float, args: tuple, out: str) -> None:
+def _resolve(ref: tuple[str, str | None, str]):
+    """The function named by ``(module, file, qualname)``, importing the module from its file if needed.
+
+    Test modules collected with pytest's importlib mode are not importable by name in a fresh process.
+    """
+    import importlib
+    import importlib.util
+    import os
+    import sys
+
+    modname, path, qualname = ref
+    mod = sys.modules.get(modname)
+    if mod is None:
+        try:
+            mod = importlib.import_module(modname)
+        except ImportError:
+            mod = None
+        same = mod is not None and path is not None and os.path.samefile(getattr(mod, "__file__", "") or path, path)
+        if (mod is None or not same) and path is not None:
+            spec = importlib.util.spec_from_file_location(modname, path)
+            assert spec is not None and spec.loader is not None
+            mod = importlib.util.module_from_spec(spec)
+            sys.modules[modname] = mod
+            spec.loader.exec_module(mod)
+    if mod is None:
+        raise ImportError(f"cannot import {modname!r} to run {qualname!r}")
+    obj = mod
+    for part in qualname.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def _launch_entry(ref, rank: int, world: int, backend: str, store: str, timeout: float, args: tuple, out: str) -> None:
     import os
     import traceback
     from datetime import timedelta
 
     torch.set_num_threads(1)
+    fn = _resolve(ref)
     dist.init_process_group(backend, init_method=f"file://{store}", rank=rank, world_size=world,
                             timeout=timedelta(seconds=timeout))
     try:
@@ -217,10 +250,16 @@ def launch(fn, world_size: int = 2, *, args: tuple = (), backend: str = "gloo", 
 
     if world_size < 1:
         raise ValueError(f"world_size must be >= 1, got {world_size}")
+    import sys
+
+    mod = sys.modules.get(fn.__module__)
+    ref = (fn.__module__, getattr(mod, "__file__", None), fn.__qualname__)
+    if "<locals>" in fn.__qualname__ or fn.__name__ == "<lambda>":
+        raise ValueError(f"fn must be a module-level function (spawned processes import it), got {fn.__qualname__}")
     ctx = mp.get_context("spawn")
     with tempfile.TemporaryDirectory(prefix="pairlab-launch-") as tmp:
         store = os.path.join(tmp, "store")
-        procs = [ctx.Process(target=_launch_entry, args=(fn, r, world_size, backend, store, timeout, args, tmp))
+        procs = [ctx.Process(target=_launch_entry, args=(ref, r, world_size, backend, store, timeout, args, tmp))
                  for r in range(world_size)]
         for p in procs:
             p.start()
