@@ -56,6 +56,9 @@ def register(kind: str, name: str, summary: str = "", **meta: Any):
     """Class/function decorator adding a component under ``kind``/``name``."""
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {list(KINDS)}, got {kind!r}")
+    reserved = {"name", "target", "summary"} & set(meta)
+    if reserved:
+        raise ValueError(f"metadata keys {sorted(reserved)} are reserved by the registry; pick another name")
 
     def deco(obj: Any) -> Any:
         existing = _REGISTRY[kind].get(name)

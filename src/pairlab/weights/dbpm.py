@@ -23,7 +23,7 @@ Unflagged pairs get ``w = 1``. Defaults: ``warm_epochs=50``, ``max_epochs=80``, 
 the epochs it was seen (``nan``-mean) and never flagged if never seen; when ``sigma == 0`` nothing is
 flagged (the thresholds would flag everyone and the weight would divide by 0).
 
-This is a weights component with ``target="anchor"``: the weights multiply per-pair loss terms and compose
+This is a weights component with ``applies_to="anchor"``: the weights multiply per-pair loss terms and compose
 with other anchor weights by multiplication. :class:`pairlab.objectives.dbpm.DBPM` uses it with SimCLR.
 
 Examples:
@@ -53,7 +53,7 @@ def _check_nonneg(name: str, value: float) -> float:
     return v
 
 
-@register("weights", "dbpm", target="anchor", paper="Lan et al. 2024 (DBPM, ICLR)")
+@register("weights", "dbpm", applies_to="anchor", paper="Lan et al. 2024 (DBPM, ICLR)")
 class BadPairMemory(nn.Module):
     """Dynamic bad pair mining: memory of per-sample losses, thresholds and Gaussian down-weighting.
 
