@@ -19,7 +19,7 @@ from pathlib import Path
 import typer
 
 from pairlab.bench.impls import FORMS, IMPLS
-from pairlab.bench.runner import Config, Record, run_config, wait_quiet
+from pairlab.bench.runner import Config, Record, memory_cap, run_config, wait_quiet
 
 DEFAULT_NS = (1024, 4096, 16384, 65536)
 
@@ -77,13 +77,13 @@ def print_table(records: list[dict]) -> None:
     table = Table(*HEADER, title="contrastive loss, forward + backward")
     for row in rows(records):
         table.add_row(*row)
-    Console().print(table)
+    Console(width=170).print(table)
 
 
 def run_grid(
     forms: list[str], impls: list[str] | None, ns: list[int], *, d: int = 128, tau: float = 0.1, repeats: int = 3,
     budget: float = 15.0, threads: int | None = None, quiet_wait: float = 0.0, timeout: float = 1800.0,
-    out: Path | None = None, echo=None,
+    out: Path | None = None, echo=None, mem_cap_gib: float | None = None,
 ) -> list[dict]:
     """Floor then every implementation for each (form, n); records carry the floor of their form and n."""
     for f in forms:
@@ -97,6 +97,7 @@ def run_grid(
         if n < 2:
             raise ValueError(f"--n must be >= 2, got {n}")
     records: list[dict] = []
+    cap = memory_cap(mem_cap_gib)
     for form in forms:
         chosen = [i for i in IMPLS[form] if impls is None or i in impls]
         for n in ns:
@@ -105,13 +106,14 @@ def run_grid(
             base = dict(form=form, n=n, d=d, tau=tau, repeats=repeats, budget=budget, threads=threads)
             if quiet_wait:
                 wait_quiet(quiet_wait)
-            floor = run_config(Config(impl="floor", **base), timeout=timeout)
+            floor = run_config(Config(impl="floor", **base), timeout=timeout, cap=cap)
             floor_s = floor.fwd_bwd_s if floor.ok else None
             records.append(asdict(floor))
             for impl in chosen:
                 if quiet_wait:
                     wait_quiet(quiet_wait)
-                rec: Record = run_config(Config(impl=impl, **base), timeout=timeout)
+                rec: Record = run_config(Config(impl=impl, **base), timeout=timeout, cap=cap)
+                rec.extra["mem_cap_gib"] = round(cap / (1 << 30), 2)
                 rec.floor_s = floor_s
                 rec.extra.update({k: v for k, v in floor.extra.items() if k.startswith("floor")})
                 records.append(asdict(rec))
@@ -137,6 +139,7 @@ def register(app: typer.Typer) -> None:
         threads: int = typer.Option(None, "--threads", help="torch threads in each worker (default: torch's)."),
         quiet_wait: float = typer.Option(0.0, "--quiet-wait", help="Wait up to this many s for a quiet machine."),
         timeout: float = typer.Option(1800.0, "--timeout", help="Seconds before a configuration is abandoned."),
+        mem_cap_gib: float = typer.Option(None, "--mem-cap-gib", help="Lower the address-space cap (GiB)."),
         as_json: bool = typer.Option(False, "--json", help="Print the records as JSON instead of a table."),
         out: Path = typer.Option(None, "--out", help="Also write the JSON records to this file (kept up to date)."),
         md: Path = typer.Option(None, "--md", help="Also write the markdown table to this file."),
@@ -152,7 +155,7 @@ def register(app: typer.Typer) -> None:
 
         records = run_grid(list(form), list(impl) if impl else None, list(n), d=d, tau=tau, repeats=repeats,
                            budget=budget, threads=threads, quiet_wait=quiet_wait, timeout=timeout, out=out,
-                           echo=echo)
+                           echo=echo, mem_cap_gib=mem_cap_gib)
         if md is not None:
             md.write_text(markdown(records))
         if as_json:

@@ -159,8 +159,8 @@ def measure(cfg: Config) -> Record:
 # ---------------------------------------------------------------- parent side
 
 
-def memory_cap() -> int:
-    """``min(20 GiB, MemAvailable - 1 GiB)`` in bytes."""
+def memory_cap(limit_gib: float | None = None) -> int:
+    """``min(20 GiB, MemAvailable - 1 GiB, limit_gib)`` in bytes."""
     avail = 20 << 30
     try:
         with open("/proc/meminfo") as f:
@@ -169,7 +169,10 @@ def memory_cap() -> int:
                     avail = int(line.split()[1]) * 1024
     except OSError:
         pass
-    return max(1 << 30, min(20 << 30, avail - (1 << 30)))
+    cap = min(20 << 30, avail - (1 << 30))
+    if limit_gib is not None:
+        cap = min(cap, int(limit_gib * (1 << 30)))
+    return max(1 << 30, cap)
 
 
 def _busy_seconds() -> float:

@@ -259,7 +259,8 @@ class _TiledLSE(torch.autograd.Function):
         n = x.shape[0]
         g = grad.double()
         gr, gc = g[:n], g[n:]
-        xs, ys = x * tv, y * tv
+        xs = x * tv
+        ys = xs if y is x else y * tv
         keys = _Keys(kx, ky, spec.block, spec.mode)
         if ctx.method == "const":
 
