@@ -77,7 +77,7 @@ def test_official_pdf_weight_can_exceed_one():
 
 def test_registry_and_bad_input():
     mem = registry.build("weights", "dbpm", num_samples=4)
-    assert registry.get("weights", "dbpm").meta["target"] == "anchor"
+    assert registry.get("weights", "dbpm").meta["applies_to"] == "anchor"
     with pytest.raises(ValueError, match="index"):
         mem.record(torch.tensor([0, 4]), torch.ones(2))
     with pytest.raises(TypeError, match="index"):
