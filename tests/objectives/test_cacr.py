@@ -190,3 +190,16 @@ def test_bad_inputs_and_registry():
     assert obj.tau_neg == 0.9
     loss = obj(torch.randn(8, 3, 4))
     assert obj.last_stats["w_neg_entropy"] > 0 and torch.isfinite(loss)
+
+
+@pytest.mark.parametrize(("name", "views", "args"), [('cacr', 3, {'tau_neg': 0.9})])
+def test_reachable_from_training_config(name, views, args):
+    from pairlab.train.config import make_config
+    from pairlab.train.loop import build_objective, call_objective
+
+    cfg = make_config({"objective": name, "views": views, "objective_args": args, "temperature": 0.3})
+    obj, kind = build_objective(cfg)
+    z = torch.randn(16, views, cfg.model.proj_dim, requires_grad=True)
+    loss = call_objective(obj, kind, z, torch.randint(0, 4, (16,)))
+    loss.backward()
+    assert torch.isfinite(loss) and z.grad is not None and torch.isfinite(z.grad).all()

@@ -162,3 +162,16 @@ def test_zero_shot_direction_on_digits():
     assert intra["cwcl-exp"] > intra["clip"]
     assert acc["cwcl-exp"] >= acc["clip"]
     assert acc["cwcl"] >= acc["clip"] - 0.03
+
+
+@pytest.mark.parametrize(("name", "views", "args"), [('cwcl', 2, {})])
+def test_reachable_from_training_config(name, views, args):
+    from pairlab.train.config import make_config
+    from pairlab.train.loop import build_objective, call_objective
+
+    cfg = make_config({"objective": name, "views": views, "objective_args": args, "temperature": 0.3})
+    obj, kind = build_objective(cfg)
+    z = torch.randn(16, views, cfg.model.proj_dim, requires_grad=True)
+    loss = call_objective(obj, kind, z, torch.randint(0, 4, (16,)))
+    loss.backward()
+    assert torch.isfinite(loss) and z.grad is not None and torch.isfinite(z.grad).all()

@@ -130,3 +130,18 @@ def test_bad_inputs_and_registry():
         SimpleLoss()(torch.tensor([[math.nan, 1.0]]), torch.ones(1, 2), extra=torch.ones(2, 2))
     assert registry.get("objectives", "hard-contrastive").meta["input"] == "pair"
     assert registry.build("objectives", "hard-simple", lam=0.5, hard_k=4).hard_k == 4
+
+
+@pytest.mark.parametrize(
+    ("name", "views", "args"), [("hard-contrastive", 2, {"hard_k": 8}), ("hard-simple", 2, {"lam": 0.1})]
+)
+def test_reachable_from_training_config(name, views, args):
+    from pairlab.train.config import make_config
+    from pairlab.train.loop import build_objective, call_objective
+
+    cfg = make_config({"objective": name, "views": views, "objective_args": args, "temperature": 0.3})
+    obj, kind = build_objective(cfg)
+    z = torch.randn(16, views, cfg.model.proj_dim, requires_grad=True)
+    loss = call_objective(obj, kind, z, torch.randint(0, 4, (16,)))
+    loss.backward()
+    assert torch.isfinite(loss) and z.grad is not None and torch.isfinite(z.grad).all()

@@ -182,3 +182,16 @@ def test_small_scale_alignment_and_collapse_direction():
     print("sigma1/sqrtK paired", paired, "random", rand, "R@1", r1, "erank", erank, "no inter", erank_no_inter)
     assert paired > rand + 0.02
     assert erank_no_inter < 0.8 * erank
+
+
+@pytest.mark.parametrize(("name", "views", "args"), [('pmrl', 3, {})])
+def test_reachable_from_training_config(name, views, args):
+    from pairlab.train.config import make_config
+    from pairlab.train.loop import build_objective, call_objective
+
+    cfg = make_config({"objective": name, "views": views, "objective_args": args, "temperature": 0.3})
+    obj, kind = build_objective(cfg)
+    z = torch.randn(16, views, cfg.model.proj_dim, requires_grad=True)
+    loss = call_objective(obj, kind, z, torch.randint(0, 4, (16,)))
+    loss.backward()
+    assert torch.isfinite(loss) and z.grad is not None and torch.isfinite(z.grad).all()

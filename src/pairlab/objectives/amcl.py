@@ -63,7 +63,8 @@ class AMCL(nn.Module):
     """Multi-head contrastive loss with adaptive, bounded per-pair temperatures.
 
     Args:
-        dim: total embedding width ``D`` of a ``[B, 2, D]`` input (or ``C * d'``).
+        dim: total embedding width ``D`` of a ``[B, 2, D]`` input (or ``C * d'``); 64 matches the
+            training loop's default ``model.proj_dim``.
         heads: number of heads ``C`` (official default 3).
         beta: weight of the ``Omega`` regulariser (0.1).
         lower, upper: temperature bounds (``1e-3``, ``2.0``).
@@ -83,7 +84,7 @@ class AMCL(nn.Module):
 
     def __init__(
         self,
-        dim: int = 128,
+        dim: int = 64,
         heads: int = 4,
         beta: float = 0.1,
         lower: float = 1e-3,
