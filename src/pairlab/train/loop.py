@@ -157,7 +157,7 @@ def train(
     ``_stop_after_steps`` ends the process-local run after that many steps *without* a final checkpoint
     (a stand-in for a killed job, used by the resume tests); it then returns ``{"stopped_at": step}``.
     """
-    t_start = time.perf_counter()
+    t_start, cpu_start = time.perf_counter(), time.process_time()
     load_start = os.getloadavg()
     rank, world = _setup_distributed()
     if resume:
@@ -306,6 +306,7 @@ def train(
     if world > 1:
         dist.barrier()
     metrics["wall_s"] = time.perf_counter() - t_start
+    metrics["cpu_s"] = time.process_time() - cpu_start  # CPU time of this process (all threads)
     metrics["load_avg_start"] = list(load_start)
     metrics["load_avg_end"] = list(os.getloadavg())
     metrics["cpu_count"] = os.cpu_count()

@@ -1,0 +1,97 @@
+import json
+import math
+
+import pytest
+import torch
+
+from pairlab.train.checkpoint import load_checkpoint
+from pairlab.train.config import make_config
+from pairlab.train.loop import build_model, build_objective, call_objective, lr_lambda, train
+
+
+def tiny(tmp_path, name, **over):
+    base = {
+        "name": name, "runs_dir": str(tmp_path), "dataset": "digits", "train_subset": 96, "batch_size": 24,
+        "epochs": 2, "deterministic": True, "model": {"widths": [4, 8], "hidden_dim": 16, "proj_dim": 8},
+        "eval": {"baselines": False, "plots": False, "train_subset": 200, "test_subset": 100,
+                 "geometry_samples": 50, "linear_max_iter": 20},
+    }
+    base.update(over)
+    return make_config(base)
+
+
+def weights(run_dir):
+    return load_checkpoint(run_dir / "checkpoint.pt")["model"]
+
+
+def test_resume_after_kill_equals_uninterrupted(tmp_path):
+    full = train(tiny(tmp_path, "full", checkpoint_every=3), quiet=True, evaluate_at_end=False)
+    assert full["steps"] == 8
+    # 4 steps per epoch; "kill" after step 7: the last checkpoint is step 6 (mid-epoch 2), step 7 is redone
+    out = train(tiny(tmp_path, "cut", checkpoint_every=3), quiet=True, evaluate_at_end=False, _stop_after_steps=7)
+    assert out == {"stopped_at": 7}
+    assert load_checkpoint(tmp_path / "cut" / "checkpoint.pt")["step"] == 6
+    resumed = train(tiny(tmp_path, "cut", checkpoint_every=3), resume=True, quiet=True, evaluate_at_end=False)
+    assert resumed["steps"] == 8
+    a, b = weights(tmp_path / "full"), weights(tmp_path / "cut")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    ha = load_checkpoint(tmp_path / "full" / "checkpoint.pt")["history"]
+    hb = load_checkpoint(tmp_path / "cut" / "checkpoint.pt")["history"]
+    assert ha == hb and len(ha) == 8
+    # training moved the weights (so the comparison above can fail)
+    init = build_model(tiny(tmp_path, "full")).state_dict()
+    assert not all(torch.equal(a[k], init[k]) for k in a)
+
+
+def test_run_dir_never_overwritten_without_flag(tmp_path):
+    cfg = tiny(tmp_path, "r", max_steps=1)
+    train(cfg, quiet=True, evaluate_at_end=False)
+    before = (tmp_path / "r" / "checkpoint.pt").read_bytes()
+    with pytest.raises(ValueError, match="--overwrite"):
+        train(cfg, quiet=True, evaluate_at_end=False)
+    assert (tmp_path / "r" / "checkpoint.pt").read_bytes() == before
+    train(cfg, overwrite=True, quiet=True, evaluate_at_end=False)
+    assert len((tmp_path / "r" / "metrics.jsonl").read_text().splitlines()) == 1
+
+
+def test_learnable_temperature_is_optimised_and_pair_objective(tmp_path):
+    cfg = tiny(tmp_path, "clip", objective="clip", objective_args={"learnable_temperature": True}, max_steps=3)
+    obj, kind = build_objective(cfg)
+    assert kind == "pair" and obj.temperature.value == pytest.approx(0.2)
+    train(cfg, quiet=True, evaluate_at_end=False)
+    state = load_checkpoint(tmp_path / "clip" / "checkpoint.pt")
+    assert float(state["objective"]["temperature.log_scale"]) != pytest.approx(math.log(1 / 0.2), abs=1e-7)
+
+
+def test_objective_call_conventions():
+    z = torch.randn(6, 2, 4)
+    labels = torch.tensor([0, 0, 1, 1, 2, 2])
+    sup, kind = build_objective(make_config({"objective": "supcon"}))
+    assert kind == "views"
+    from pairlab.objectives import SupCon
+
+    assert float(call_objective(sup, kind, z, labels)) == pytest.approx(float(SupCon(0.2)(z, labels)))
+    with pytest.raises(ValueError, match="--views 2"):
+        build_objective(make_config({"objective": "clip", "views": 3}))
+    with pytest.raises(ValueError, match="valid choices"):
+        build_objective(make_config({"objective": "nope"}))
+    with pytest.raises(ValueError, match="objective_args"):
+        build_objective(make_config({"objective": "ntxent", "objective_args": {"bogus": 1}}))
+
+
+def test_lr_schedule_warmup_then_cosine():
+    f = lr_lambda(100, 10)
+    assert f(0) == pytest.approx(0.1) and f(9) == pytest.approx(1.0) and f(10) == pytest.approx(1.0)
+    assert f(55) == pytest.approx(0.5) and f(100) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_batch_too_large_is_a_clear_error(tmp_path):
+    with pytest.raises(ValueError, match="--batch-size"):
+        train(tiny(tmp_path, "big", batch_size=500), quiet=True)
+
+
+def test_metrics_jsonl_per_epoch(tmp_path):
+    train(tiny(tmp_path, "m"), quiet=True, evaluate_at_end=False)
+    rows = [json.loads(line) for line in (tmp_path / "m" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2] and rows[-1]["step"] == 8
+    assert all(math.isfinite(r["loss"]) and r["images_per_s"] > 0 for r in rows)
