@@ -26,7 +26,7 @@ def _root() -> None:
 
 
 # modules that add commands with `register(app)`
-COMMAND_MODULES: list[str] = ["pairlab.train.cli", "pairlab.bench.cli"]
+COMMAND_MODULES: list[str] = ["pairlab.train.cli", "pairlab.bench.cli", "pairlab.hardness"]
 
 
 @app.command("list")
