@@ -95,3 +95,18 @@ def test_metrics_jsonl_per_epoch(tmp_path):
     rows = [json.loads(line) for line in (tmp_path / "m" / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in rows] == [1, 2] and rows[-1]["step"] == 8
     assert all(math.isfinite(r["loss"]) and r["images_per_s"] > 0 for r in rows)
+
+
+def test_grad_cache_flag_matches_plain_step(tmp_path):
+    """One chunk = the whole batch: same parameters as the plain step (augmentation RNG replayed);
+    several chunks run and give finite losses (BN sees chunk statistics, so values differ)."""
+    pytest.importorskip("pairlab.gradcache")
+    plain = tiny(tmp_path, "plain", max_steps=2)
+    train(plain, quiet=True, evaluate_at_end=False)
+    train(tiny(tmp_path, "gc1", max_steps=2, grad_cache_chunk=24), quiet=True, evaluate_at_end=False)
+    a, b = weights(tmp_path / "plain"), weights(tmp_path / "gc1")
+    params = [n for n, _ in build_model(plain).named_parameters()]
+    assert all(torch.allclose(a[n], b[n], atol=1e-6) for n in params)
+    out = train(tiny(tmp_path, "gc3", max_steps=2, grad_cache_chunk=10), quiet=True, evaluate_at_end=False)
+    hist = load_checkpoint(tmp_path / "gc3" / "checkpoint.pt")["history"]
+    assert out["steps"] == 2 and all(math.isfinite(v) for v in hist)

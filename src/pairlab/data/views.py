@@ -4,7 +4,7 @@ Pipeline (each op samples its own parameters per image; defaults tuned for grays
 Fashion-MNIST, where colour jitter does not apply and strong crops destroy the object):
 
 1. ``RandomResizedCrop(size, scale=crop_scale, ratio=(3/4, 4/3))`` (SimCLR's main augmentation; SimCLR
-   uses scale (0.08, 1) on ImageNet, too strong for 28x28 centred objects: default (0.3, 1)).
+   uses scale (0.08, 1) on ImageNet, too strong for 28x28 centred objects: default (0.4, 1)).
 2. ``RandomHorizontalFlip(p=flip_p)``.
 3. ``RandomAffine(degrees, translate)`` with probability ``affine_p`` (small rotations/shifts).
 4. ``RandomGaussianNoise(std=noise_std)`` with probability ``noise_p``.
@@ -28,14 +28,14 @@ class AugmentConfig(BaseModel):
     """View augmentation parameters (``p=0`` / ``std=0`` switches an op off)."""
 
     model_config = ConfigDict(extra="forbid")
-    crop_scale: tuple[float, float] = (0.3, 1.0)
+    crop_scale: tuple[float, float] = (0.4, 1.0)
     crop_ratio: tuple[float, float] = (0.75, 4.0 / 3.0)
     flip_p: float = Field(0.5, ge=0, le=1)
     affine_p: float = Field(0.5, ge=0, le=1)
     degrees: float = Field(10.0, ge=0)
     translate: float = Field(0.1, ge=0, le=1)
     noise_p: float = Field(0.5, ge=0, le=1)
-    noise_std: float = Field(0.05, ge=0)
+    noise_std: float = Field(0.03, ge=0)
     erase_p: float = Field(0.25, ge=0, le=1)
     erase_scale: tuple[float, float] = (0.02, 0.15)
 

@@ -57,7 +57,7 @@ class TrainConfig(BaseModel):
     train_subset: int | None = Field(None, ge=2, description="first N training images used for training")
     batch_size: int = Field(256, ge=2)
     views: int = Field(2, ge=1)
-    lr: float = Field(2e-3, gt=0)
+    lr: float = Field(3e-3, gt=0)
     weight_decay: float = Field(1e-4, ge=0)
     warmup_frac: float = Field(0.05, ge=0, le=1)
     seed: int = 0
