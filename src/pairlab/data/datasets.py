@@ -12,6 +12,7 @@ training loop converts batches to float in ``[0, 1]`` on the fly (keeps 60k imag
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 
@@ -62,6 +63,12 @@ def digits(split: str = "train", data_dir: str | os.PathLike | None = None, size
     _check_split(split)
     if data_dir is not None:
         raise ValueError(f"data_dir is not used by the digits data set (it ships with scikit-learn), got {data_dir!r}")
+    x, labels = _digits(split, size)
+    return ImageData(x.clone(), labels.clone(), tuple(str(c) for c in range(10)))
+
+
+@functools.lru_cache(maxsize=8)
+def _digits(split: str, size: int) -> tuple[torch.Tensor, torch.Tensor]:
     try:
         from sklearn.datasets import load_digits
     except ImportError as e:  # pragma: no cover - sklearn is a dependency
@@ -79,8 +86,7 @@ def digits(split: str = "train", data_dir: str | os.PathLike | None = None, size
     images, labels = images[idx], labels[idx]
     if size != 8:
         images = torch.nn.functional.interpolate(images, size=(size, size), mode="bilinear", align_corners=False)
-    x = (images.clamp(0, 1) * 255).round().to(torch.uint8)
-    return ImageData(x, labels, tuple(str(c) for c in range(10)))
+    return (images.clamp(0, 1) * 255).round().to(torch.uint8), labels
 
 
 def load_dataset(name: str, split: str = "train", data_dir: str | os.PathLike | None = None) -> ImageData:
