@@ -73,7 +73,9 @@ class ComposeWeights(nn.Module):
     """Product of weights components (callables ``(scores, targets, valid) -> W``) and dense ``W`` tensors.
 
     ``None`` entries are skipped, so ``ComposeWeights(c.weights(), user_weights)`` works when either is
-    absent. :meth:`prepare` forwards to every component that has one.
+    absent. Components are applied in order and a column given ``W = 0`` by an earlier one is passed as
+    not ``valid`` to the later ones (so a hardness mean over negatives ignores masked-out columns).
+    :meth:`prepare` forwards to every component that has one.
 
     Examples:
         >>> w = ComposeWeights(HardnessWeights(beta=1.0), CalibratedMarginWeights(calibration=c))
@@ -101,6 +103,7 @@ class ComposeWeights(nn.Module):
             if tuple(wi.shape) != tuple(scores.shape):
                 raise ValueError(f"components[{i}] gave W of shape {tuple(wi.shape)}, expected {tuple(scores.shape)}")
             w = w * wi.to(scores.device)
+            valid = valid & (w.detach() > 0)  # a column excluded so far is no comparison for the next
         return w
 
 
