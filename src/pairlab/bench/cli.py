@@ -83,7 +83,7 @@ def print_table(records: list[dict]) -> None:
 def run_grid(
     forms: list[str], impls: list[str] | None, ns: list[int], *, d: int = 128, tau: float = 0.1, repeats: int = 3,
     budget: float = 15.0, threads: int | None = None, quiet_wait: float = 0.0, timeout: float = 1800.0,
-    out: Path | None = None, echo=None, mem_cap_gib: float | None = None,
+    out: Path | None = None, echo=None, mem_cap_gib: float | None = None, warmup: int | None = None,
 ) -> list[dict]:
     """Floor then every implementation for each (form, n); records carry the floor of their form and n."""
     for f in forms:
@@ -103,7 +103,7 @@ def run_grid(
         for n in ns:
             if not chosen:
                 continue
-            base = dict(form=form, n=n, d=d, tau=tau, repeats=repeats, budget=budget, threads=threads)
+            base = dict(form=form, n=n, d=d, tau=tau, repeats=repeats, budget=budget, threads=threads, warmup=warmup)
             if quiet_wait:
                 wait_quiet(quiet_wait)
             floor = run_config(Config(impl="floor", **base), timeout=timeout, cap=cap)
@@ -140,6 +140,7 @@ def register(app: typer.Typer) -> None:
         quiet_wait: float = typer.Option(0.0, "--quiet-wait", help="Wait up to this many s for a quiet machine."),
         timeout: float = typer.Option(1800.0, "--timeout", help="Seconds before a configuration is abandoned."),
         mem_cap_gib: float = typer.Option(None, "--mem-cap-gib", help="Lower the address-space cap (GiB)."),
+        warmup: int = typer.Option(None, "--warmup", help="Warm-up iterations (default 2 for N <= 4096, else 1)."),
         as_json: bool = typer.Option(False, "--json", help="Print the records as JSON instead of a table."),
         out: Path = typer.Option(None, "--out", help="Also write the JSON records to this file (kept up to date)."),
         md: Path = typer.Option(None, "--md", help="Also write the markdown table to this file."),
@@ -147,6 +148,8 @@ def register(app: typer.Typer) -> None:
         """Time forward+backward and peak memory of contrastive losses (pairlab, peers, the floor)."""
         if repeats < 1:
             raise ValueError(f"--repeats must be >= 1, got {repeats}")
+        if warmup is not None and warmup < 0:
+            raise ValueError(f"--warmup must be >= 0, got {warmup}")
 
         def echo(rec: Record) -> None:
             if not as_json:
@@ -155,7 +158,7 @@ def register(app: typer.Typer) -> None:
 
         records = run_grid(list(form), list(impl) if impl else None, list(n), d=d, tau=tau, repeats=repeats,
                            budget=budget, threads=threads, quiet_wait=quiet_wait, timeout=timeout, out=out,
-                           echo=echo, mem_cap_gib=mem_cap_gib)
+                           echo=echo, mem_cap_gib=mem_cap_gib, warmup=warmup)
         if md is not None:
             md.write_text(markdown(records))
         if as_json:
