@@ -47,7 +47,10 @@ def test_report_matches_brute_force_loops() -> None:
     positives[0, 0] = positives[3, 1] = True
     oracle = torch.tensor([0, 1, 2, 0, 1])
     views = torch.cat([z, torch.randn(b, 1, d, dtype=torch.float64)], dim=1)  # one appended view
-    c = Candidates(extra=extra, mask=mask, positives=positives, oracle_labels=oracle, views=views)
+    def rows3(x: torch.Tensor) -> torch.Tensor:  # [B*K, M] -> [B*(K+1), M]: rows of the appended view are extra
+        return torch.cat([x.view(b, k, m), torch.rand(b, 1, m) > 0.5], dim=1).reshape(b * (k + 1), m)
+
+    c = Candidates(extra=extra, mask=rows3(mask), positives=rows3(positives), oracle_labels=oracle, views=views)
     rep = report_from_candidates(z, c, labels)
     flat, e = _unit(z.reshape(b * k, d)), _unit(extra)
     vf = _unit(views)

@@ -82,6 +82,12 @@ class HardnessReport:
         return "\n".join(lines)
 
 
+def _z_rows(x: torch.Tensor, c: Candidates, b: int, k: int) -> torch.Tensor:
+    """Rows of a ``[B*K', M]`` candidates matrix that belong to the original views of ``z`` (``[B*K, M]``)."""
+    kv = k if c.views is None else c.views.shape[1]
+    return x.view(b, kv, -1)[:, :k].reshape(b * k, -1).to(x.device)
+
+
 def report_from_candidates(
     z: torch.Tensor, c: Candidates, labels: torch.Tensor | None = None, similarity: str = "cosine"
 ) -> HardnessReport:
@@ -111,9 +117,9 @@ def report_from_candidates(
         if c.num_extra > 0:
             e = prepare(c.extra.detach(), similarity).to(a.dtype)
             se = a @ e.T  # [n, M]
-            vis = torch.ones_like(se, dtype=torch.bool) if c.mask is None else c.mask.to(z.device)
+            vis = torch.ones_like(se, dtype=torch.bool) if c.mask is None else _z_rows(c.mask, c, b, k)
             if c.positives is not None:
-                vis = vis & ~c.positives.to(z.device)
+                vis = vis & ~_z_rows(c.positives, c, b, k)
             sneg = se[vis]
             share["synth_neg"] = float((se > hardest_neg[:, None])[vis].double().mean()) if vis.any() else 0.0
             elab = c.oracle_labels if c.oracle_labels is not None else c.extra_labels
@@ -136,7 +142,7 @@ def report_from_candidates(
             hp = hardest_pos.view(b, k).min(dim=1).values  # [b]
             harder_parts.append((sv < hp[:, None, None])[pair])
         if c.positives is not None and c.num_extra > 0:
-            pm = c.positives.to(z.device)
+            pm = _z_rows(c.positives, c, b, k)
             spos_parts.append(se[pm])
             harder_parts.append((se < hardest_pos[:, None])[pm])
         out["synth_pos"] = torch.cat(spos_parts) if spos_parts else torch.zeros(0, dtype=s.dtype, device=z.device)

@@ -11,15 +11,17 @@ and returns a :class:`Candidates` (every field optional):
 - ``extra [M, D]``: extra candidate columns of the score matrix (DESIGN §1), negatives unless
   ``extra_labels`` match the anchor's label (SupCon).
 - ``extra_labels [M]``: labels of the extra rows, for label-pairing objectives (SupCon).
-- ``positives [B*K, M]`` bool: extra columns that are positives of *specific* anchors. The InfoNCE-family
+- ``positives [B*K', M]`` bool (rows: the anchors of :meth:`Candidates.views_or`, i.e. ``K' = K`` unless
+  ``views`` is set): extra columns that are positives of *specific* anchors. The InfoNCE-family
   objectives cannot take it (their positives are key equality); it is read by :func:`pairlab.nce.nce`-level
   code and by the hardness report. pairlab's generators hand per-anchor positives over as ``views`` instead.
 - ``views [B, K', D]``: the views the objective should see instead of ``z``: synthesised positives either
   replace views (FT's extrapolated ``q^, k^``: ``K' = K``) or are appended (neighbour / memory positives:
   ``K' = K + 1``). Every view of a sample is a positive of every other view of it (NT-Xent/SupCon).
-- ``mask [B*K, M]`` bool: which anchor may see which extra column (``None``: all). Per-anchor synthetic
-  negatives (MoCHi's mixes of *its* hardest negatives, InterCLR's sampled negatives) are masked out for the
-  other anchors. :meth:`Candidates.weights` turns it into a weights callable (``W = 0`` outside the mask).
+- ``mask [B*K', M]`` bool (same rows as ``positives``): which anchor may see which extra column (``None``:
+  all). Per-anchor synthetic negatives (MoCHi's mixes of *its* hardest negatives, InterCLR's sampled
+  negatives) are masked out for the other anchors. :meth:`Candidates.weights` turns it into a weights
+  callable (``W = 0`` outside the mask).
 - ``oracle_labels [M]``: class labels of the extra rows for diagnostics only (false-negative rates of the
   hardness report); never given to an objective.
 
@@ -87,12 +89,13 @@ class Candidates:
             lab = getattr(self, name)
             if lab is not None:
                 check_labels(name, lab, m)
-        _check_bool_matrix("positives", self.positives, b * k, m)
-        _check_bool_matrix("mask", self.mask, b * k, m)
         if self.views is not None:
             check_embeddings("views", self.views, 3, "[B, K', D]")
             if self.views.shape[0] != b or self.views.shape[2] != d:
                 raise ValueError(f"views must have shape [{b}, K', {d}], got {tuple(self.views.shape)}")
+        rows = b * (k if self.views is None else self.views.shape[1])
+        _check_bool_matrix("positives", self.positives, rows, m)
+        _check_bool_matrix("mask", self.mask, rows, m)
         return self
 
     def views_or(self, z: torch.Tensor) -> torch.Tensor:
