@@ -110,3 +110,24 @@ def test_grad_cache_flag_matches_plain_step(tmp_path):
     out = train(tiny(tmp_path, "gc3", max_steps=2, grad_cache_chunk=10), quiet=True, evaluate_at_end=False)
     hist = load_checkpoint(tmp_path / "gc3" / "checkpoint.pt")["history"]
     assert out["steps"] == 2 and all(math.isfinite(v) for v in hist)
+
+
+def _ddp_worker(rank, world, root):
+    from pathlib import Path
+
+    m = train(tiny(Path(root), "ddp"), quiet=True, evaluate_at_end=False)
+    return {"steps": m["steps"], "world": m["world_size"]}
+
+
+@pytest.mark.slow
+@pytest.mark.distributed
+def test_two_ranks_shard_data_and_only_rank0_writes(tmp_path):
+    from pairlab import distributed
+
+    out = distributed.launch(_ddp_worker, 2, args=(str(tmp_path),))
+    # 96 images / 2 ranks / batch 24 = 2 steps per epoch, 2 epochs
+    assert out == [{"steps": 4, "world": 2}, {"steps": 4, "world": 2}]
+    rows = [json.loads(line) for line in (tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2]  # one line per epoch: only rank 0 writes
+    assert rows[0]["anchors_used_global"] == 2 * 24 * 2  # candidates gathered from both ranks
+    assert load_checkpoint(tmp_path / "ddp" / "checkpoint.pt")["step"] == 4
