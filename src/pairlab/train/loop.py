@@ -298,8 +298,10 @@ def train(
         if progress is not None:
             progress.stop()
     train_s = time.perf_counter() - t_train
+    train_cpu_s = time.process_time() - cpu_start
 
-    metrics: dict[str, Any] = {"run_dir": str(run_dir), "steps": step, "train_s": train_s}
+    metrics: dict[str, Any] = {"run_dir": str(run_dir), "steps": step, "train_s": train_s,
+                               "train_cpu_s": train_cpu_s}
     if evaluate_at_end and is_main:
         say("evaluating (kNN + linear probe: learned, raw pixels, random init) ...")
         metrics.update(evaluate_run(cfg, model, full_train, test_data, views, run_dir, history, device=str(device)))
@@ -331,11 +333,12 @@ def evaluate_run(
     """Frozen-feature evaluation with baselines, plus plots in ``run_dir``."""
     from pairlab.train.evaluate import evaluate
 
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     metrics, arrays = evaluate(model, train_data, test_data, cfg.eval, views=views,
                                random_model=build_model(cfg, train_data.x.shape[1]).to(device),
                                seed=cfg.seed, device=device)
     metrics["eval_s"] = time.perf_counter() - t0
+    metrics["eval_cpu_s"] = time.process_time() - c0
     if cfg.eval.plots:
         from pairlab.report.plots import write_plots
 
