@@ -32,14 +32,14 @@ def test_batches_hold_groups_together_with_fillers() -> None:
 def test_member_frequencies_follow_score_minus_min_plus_eps() -> None:
     groups, scores = _groups()
     s = GroupedHardNegativeBatchSampler(groups, scores, groups_per_batch=10, per_group=1, fillers_per_group=0,
-                                        num_batches=3000, seed=1)
+                                        num_batches=1200, seed=1)
     counts = torch.zeros(4)
     for batch in s:
         for i in batch:
             counts[i % 4] += 1
     expected = torch.tensor([0.5, 1.5, 2.5, 3.5]) / 8.0
     assert torch.allclose(s.group_probabilities(0).float(), expected)
-    assert torch.allclose(counts / counts.sum(), expected, atol=0.01)
+    assert torch.allclose(counts / counts.sum(), expected, atol=0.015)  # 12000 draws: sd ~ 0.005
 
 
 def test_small_groups_taken_whole_fillers_from_outside_and_seeded() -> None:
