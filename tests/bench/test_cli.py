@@ -38,12 +38,17 @@ def test_ratios_to_fastest_peer_and_floor():
                _rec("pairlab", 1.0, 250, form="clip")]
     table = {(r[0], r[2]): r for r in rows(records)}
     pl = table[("simclr", "pairlab")]
-    assert pl[4] == "0.50" and pl[5] == "0.80" and pl[7] == f"{300 / 900:.2f}"
-    assert table[("simclr", "torch-ce-compile")][4] == "1.00"
-    assert table[("simclr", "lightly")][9].startswith("not available")
-    assert table[("clip", "pairlab")][4] == "-"  # no peer measured in that form
+    assert pl[5] == "0.50" and pl[6] == "0.80" and pl[8] == f"{300 / 900:.2f}"
+    assert table[("simclr", "torch-ce-compile")][5] == "1.00"
+    assert table[("simclr", "lightly")][10].startswith("not available")
+    assert table[("clip", "pairlab")][5] == "-"  # no peer measured in that form
     md = markdown(records)
-    assert md.count("\n") == 2 + 5 and "| simclr | 4096 | pairlab | 200.0 ms | 0.50 | 0.80 |" in md
+    assert md.count("\n") == 2 + 5 and "| simclr | 4096 | pairlab | 200.0 ms | - | 0.50 | 0.80 |" in md
+    # with CPU times recorded, the ratios use them
+    records[0]["extra"] = {"cpu_s": 0.1, "floor_cpu_s": 0.2}
+    records[2]["extra"] = {"cpu_s": 0.4}
+    pl = {(r[0], r[2]): r for r in rows(records)}[("simclr", "pairlab")]
+    assert pl[4] == "100.0 ms" and pl[5] == "0.25" and pl[6] == "0.50"
 
 
 @pytest.mark.parametrize("args,match", [(["--form", "triplet"], "form"), (["--impl", "nope"], "impl"),

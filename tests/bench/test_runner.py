@@ -17,6 +17,7 @@ def test_tiny_run_in_subprocess(impl, form):
     assert set(RECORD_KEYS) <= set(d)
     assert rec.ok, rec.reason
     assert rec.repeats == 2 and rec.min_s <= rec.fwd_bwd_s <= rec.max_s
+    assert rec.extra["cpu_min_s"] <= rec.extra["cpu_s"] <= rec.extra["cpu_max_s"]
     assert 50 < rec.peak_mib < 4096 and rec.baseline_mib <= rec.peak_mib
     assert rec.others_cores is not None and rec.loadavg is not None and rec.threads == 1
     x0, x1 = impls.inputs(24, 8)
@@ -28,7 +29,7 @@ def test_floor_record():
     rec = measure(Config(impl="floor", form="simclr", n=64, d=16))
     assert rec.ok and rec.floor_s == rec.fwd_bwd_s > 0
     assert rec.extra["floor_sym_s"] == pytest.approx(rec.floor_s * 2 / 3)
-    assert rec.extra["floor_extrapolated"] is False
+    assert rec.extra["floor_extrapolated"] is False and rec.extra["floor_cpu_s"] > 0
 
 
 def test_floor_extrapolates_beyond_max_rows(monkeypatch):

@@ -30,38 +30,53 @@ def _fmt_s(s: float | None) -> str:
     return f"{s * 1e3:.1f} ms" if s < 1 else f"{s:.2f} s"
 
 
+def _time(r: dict) -> float | None:
+    """The compared time: CPU time per iteration when recorded (robust on a shared machine), else wall."""
+    return (r.get("extra") or {}).get("cpu_s", r.get("fwd_bwd_s"))
+
+
+def _floor(r: dict) -> float | None:
+    return (r.get("extra") or {}).get("floor_cpu_s", r.get("floor_s")) if "cpu_s" in (r.get("extra") or {}) \
+        else r.get("floor_s")
+
+
 def _peers(records: list[dict]) -> dict[tuple[str, int], dict]:
     """Fastest successful non-pairlab implementation per (form, n)."""
     best: dict[tuple[str, int], dict] = {}
     for r in records:
         if r["ok"] and r["impl"] != "floor" and not r["impl"].startswith("pairlab"):
             key = (r["form"], r["n"])
-            if key not in best or r["fwd_bwd_s"] < best[key]["fwd_bwd_s"]:
+            if key not in best or _time(r) < _time(best[key]):
                 best[key] = r
     return best
 
 
 def rows(records: list[dict]) -> list[list[str]]:
-    """Table rows: form, N, impl, time, x peer, x floor, peak, x peer memory, status."""
+    """Table rows: form, N, impl, wall, CPU, x peer, x floor, peak, x peer memory, others' cores, status.
+
+    Ratios use CPU time per iteration when the records carry it (``extra["cpu_s"]``), else wall time.
+    """
     peers = _peers(records)
     out = []
     for r in records:
         if r["impl"] == "floor":
             continue
         peer = peers.get((r["form"], r["n"]))
-        t, floor = r.get("fwd_bwd_s"), r.get("floor_s")
-        ratio_peer = f"{t / peer['fwd_bwd_s']:.2f}" if r["ok"] and peer else "-"
+        t, floor = _time(r), _floor(r)
+        cpu = (r.get("extra") or {}).get("cpu_s")
+        ratio_peer = f"{t / _time(peer):.2f}" if r["ok"] and peer else "-"
         ratio_floor = f"{t / floor:.2f}" if r["ok"] and floor else "-"
         mem_peer = f"{r['peak_mib'] / peer['peak_mib']:.2f}" if r["ok"] and peer and r.get("peak_mib") else "-"
         peak = f"{r['peak_mib']:.0f} MiB" if r.get("peak_mib") else "-"
         status = "ok" if r["ok"] else r["reason"][:60]
-        out.append([r["form"], str(r["n"]), r["impl"], _fmt_s(t), ratio_peer, ratio_floor, peak, mem_peer,
+        out.append([r["form"], str(r["n"]), r["impl"], _fmt_s(r.get("fwd_bwd_s")), _fmt_s(cpu), ratio_peer,
+                    ratio_floor, peak, mem_peer,
                     f"{r.get('others_cores', '-')}", status])
     return out
 
 
-HEADER = ["form", "N", "impl", "fwd+bwd (median)", "x fastest peer", "x floor", "peak RSS", "x peer mem",
-          "others' cores", "status"]
+HEADER = ["form", "N", "impl", "wall (median)", "CPU (median)", "x fastest peer", "x floor", "peak RSS",
+          "x peer mem", "others' cores", "status"]
 
 
 def markdown(records: list[dict]) -> str:
@@ -116,6 +131,8 @@ def run_grid(
                 rec.extra["mem_cap_gib"] = round(cap / (1 << 30), 2)
                 rec.floor_s = floor_s
                 rec.extra.update({k: v for k, v in floor.extra.items() if k.startswith("floor")})
+                if rec.ok and "floor_cpu_s" in rec.extra:
+                    rec.extra["x_floor_cpu"] = rec.extra["cpu_s"] / rec.extra["floor_cpu_s"]
                 records.append(asdict(rec))
                 if echo:
                     echo(rec)

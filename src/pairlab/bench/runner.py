@@ -14,6 +14,10 @@ Method (as in ``specs/performance.md``):
   process; above :data:`FLOOR_MAX_ROWS` rows it is extrapolated from that size by FLOPs
   (``floor_extrapolated``). SimCLR also reports ``floor_sym_s``, the two-product floor of a kernel that
   uses the symmetry of ``A A^T``.
+- CPU time: each record also carries ``extra["cpu_s"]``, the median process CPU time (user + sys,
+  all threads) per iteration. With ``--threads 1`` on an oversubscribed machine it is the robust
+  measure of work (wall time then mostly measures the scheduler); page-fault time is sys time, so it
+  is included.
 - Load: the machine is shared, so each record carries the 1-minute load average and ``others_cores``,
   the CPU used by other processes during the run (system busy time minus this run's own CPU time,
   over wall time). ``--quiet-wait`` waits for ``others_cores < 0.25`` before each configuration.
@@ -96,16 +100,20 @@ def measure_floor(cfg: Config) -> Record:
     s = torch.empty(m, m)
     r = torch.empty(m, cfg.d)
     best = [float("inf")] * 3
+    best_cpu = [float("inf")] * 3
     for _ in range(2):
         for k, fn in enumerate((lambda: torch.mm(a, a.T, out=s), lambda: torch.mm(s, a, out=r),
                                 lambda: torch.mm(s.T, a, out=r))):
-            t0 = time.perf_counter()
+            c0, t0 = time.process_time(), time.perf_counter()
             fn()
             best[k] = min(best[k], time.perf_counter() - t0)
+            best_cpu[k] = min(best_cpu[k], time.process_time() - c0)
     floor = sum(best) * (rows / m) ** 2
     rec = Record("floor", cfg.form, cfg.n, cfg.d, fwd_bwd_s=floor, ok=True, floor_s=floor, repeats=2,
                  peak_mib=_peak_mib(), threads=torch.get_num_threads())
-    rec.extra = {"floor_extrapolated": rows > m, "gemm_s": best, "gflops": 6 * m * m * cfg.d / sum(best) / 1e9}
+    floor_cpu = sum(best_cpu) * (rows / m) ** 2
+    rec.extra = {"floor_extrapolated": rows > m, "gemm_s": best, "gflops": 6 * m * m * cfg.d / sum(best) / 1e9,
+                 "cpu_s": floor_cpu, "floor_cpu_s": floor_cpu}
     if cfg.form == "simclr":
         rec.extra["floor_sym_s"] = floor * 2 / 3
     return rec
@@ -131,16 +139,19 @@ def measure(cfg: Config) -> Record:
     rec.baseline_mib = _rss_mib()
     warmup = cfg.warmup if cfg.warmup is not None else (2 if cfg.n <= 4096 else 1)
     times: list[float] = []
+    cpu: list[float] = []
     loss = None
     try:
         for i in range(warmup + MAX_REPEATS):
-            t0 = time.perf_counter()
+            c0, t0 = time.process_time(), time.perf_counter()
             loss = step(x0, x1)
             loss.backward()
             dt = time.perf_counter() - t0
+            dc = time.process_time() - c0
             x0.grad = x1.grad = None
             if i >= warmup:
                 times.append(dt)
+                cpu.append(dc)
                 if len(times) >= cfg.repeats and sum(times) >= cfg.budget:
                     break
     except (MemoryError, RuntimeError) as e:
@@ -153,6 +164,7 @@ def measure(cfg: Config) -> Record:
     rec.min_s, rec.max_s, rec.repeats = min(times), max(times), len(times)
     rec.loss = float(loss.detach())
     rec.peak_mib = _peak_mib()
+    rec.extra = {"cpu_s": statistics.median(cpu), "cpu_min_s": min(cpu), "cpu_max_s": max(cpu)}
     return rec
 
 
