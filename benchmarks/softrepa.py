@@ -91,7 +91,8 @@ def report(res: dict, cmd: str, pngs: list[str]) -> str:
         f"Denoiser: TinyDenoiser (hidden {c['hidden']}, depth {c['depth']}, attention width {c['width']}), "
         f"{c['denoiser_steps']} steps x batch {c['denoiser_batch']}, loss {res['denoiser_loss'][0]:.4f} -> "
         f"{sum(res['denoiser_loss'][-20:]) / 20:.4f} (last 20), {res['denoiser_seconds']:.0f} s. "
-        f"Soft tokens: {c['n_tokens']} tokens + {c['n_buckets']} timestep buckets, {c['token_steps']} steps of "
+        f"Soft tokens: {c['n_tokens']} tokens (init: {'null prompt' if c['init_null'] else 'N(0, 0.02)'}) + "
+        f"{c['n_buckets']} timestep buckets, {c['token_steps']} steps of "
         f"B x B grids (B = {c['token_batch']} distinct classes), AdamW lr {c['token_lr']}, t ~ U{tuple(c['t_range'])}. "
         f"Evaluation: {c['n_eval']} test images x 10 prompts, errors averaged over t in {tuple(c['eval_ts'])} "
         "(one shared noise per t, the same draws for every model).",
@@ -123,12 +124,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--token-steps", type=int, default=CheckConfig.token_steps)
     p.add_argument("--token-lr", type=float, default=CheckConfig.token_lr)
     p.add_argument("--n-eval", type=int, default=CheckConfig.n_eval)
+    p.add_argument("--t-range", type=float, nargs=2, default=CheckConfig.t_range)
+    p.add_argument("--eval-ts", type=float, nargs="+", default=None)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--json", default=None, help="also write every number (and curve) to this JSON file")
     a = p.parse_args(argv)
     cfg = CheckConfig(seed=a.seed, schedule=a.schedule, denoiser_steps=a.denoiser_steps, token_steps=a.token_steps,
-                      token_lr=a.token_lr, n_eval=a.n_eval, threads=a.threads)
+                      token_lr=a.token_lr, n_eval=a.n_eval, threads=a.threads, t_range=tuple(a.t_range))
+    if a.eval_ts:
+        cfg.eval_ts = tuple(a.eval_ts)
     res = run_check(cfg)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
