@@ -148,7 +148,8 @@ def contrastive_generate(
     weights: list[torch.Tensor] = []
     try:
         for i in range(0, len(prompts), batch_size):
-            enc = tokenizer(list(prompts[i : i + batch_size]), return_tensors="pt", padding=True).to(device)
+            enc = tokenizer(list(prompts[i : i + batch_size]), return_tensors="pt", padding=True)
+            enc = {k: v.to(device) for k, v in enc.items()}
             kwargs = dict(do_sample=False, max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id)
             kwargs.update(generate_kwargs)
             proc = None

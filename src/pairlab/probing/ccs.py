@@ -77,9 +77,15 @@ class SetStats:
     std_neg: torch.Tensor | None = None
 
 
-def set_stats(h_pos: torch.Tensor, h_neg: torch.Tensor, var_normalize: bool = False) -> SetStats:
-    """Means (and stds when ``var_normalize``) of each set separately, in float32 or wider."""
+def set_stats(h_pos: torch.Tensor, h_neg: torch.Tensor, var_normalize: bool = False, per_set: bool = True) -> SetStats:
+    """Means (and stds when ``var_normalize``) of each set separately, in float32 or wider.
+
+    ``per_set=False`` gives both sets the statistics of their union (ablation only).
+    """
     hp, hn = _upcast(h_pos), _upcast(h_neg)
+    if not per_set:
+        both = torch.cat([hp, hn])
+        return set_stats(both, both, var_normalize)
     if var_normalize:
         if hp.shape[0] < 2:
             raise ValueError(f"var_normalize needs at least 2 pairs, got {hp.shape[0]}")
@@ -129,6 +135,8 @@ class CCSProbe:
         center: ``"train"`` centres evaluation sets with the training statistics; ``"self"`` with their own.
         lambda_cls: weight of the optional supervised term ``BCE(c, y)`` (PA-CCS); 0 = unsupervised.
         seed: seed of the restarts' initialisation.
+        per_set: centre each set by its own mean (the method). ``False`` subtracts the pooled mean of both sets
+            instead — an ablation that shows why per-set centring matters (the probe then finds the suffix).
 
     Attributes (after :meth:`fit`): ``loss_`` (kept restart's final loss), ``losses_`` (all restarts),
     ``stats_`` (training :class:`SetStats`), ``sign`` (+1/-1 once oriented, 0 = unresolved),
@@ -147,6 +155,7 @@ class CCSProbe:
         center: str = "train",
         lambda_cls: float = 0.0,
         seed: int = 0,
+        per_set: bool = True,
     ):
         self.probe = check_choice("probe", probe, PROBES)
         self.center = check_choice("center", center, CENTERS)
@@ -159,6 +168,7 @@ class CCSProbe:
         self.weight_decay, self.lambda_cls = float(weight_decay), float(lambda_cls)
         self.var_normalize = bool(var_normalize)
         self.seed = int(seed)
+        self.per_set = bool(per_set)
         self.sign = 0
         self.orientation_agreement: float | None = None
         self._params: dict[str, torch.Tensor] | None = None
@@ -203,7 +213,7 @@ class CCSProbe:
             y = check_labels("labels", labels, hp.shape[0], num_classes=2).to(hp.device)
         if hp.shape[0] < 2:
             raise ValueError(f"CCS needs at least 2 pairs to centre each set, got {hp.shape[0]}")
-        self.stats_ = set_stats(hp, hn, self.var_normalize)
+        self.stats_ = set_stats(hp, hn, self.var_normalize, self.per_set)
         xp, xn = ccs_normalize(hp, hn, self.stats_)
         params = {k: v.to(xp.device).requires_grad_(True) for k, v in self._init(xp.shape[1], xp.dtype).items()}
         opt = torch.optim.AdamW(list(params.values()), lr=self.lr, weight_decay=self.weight_decay)
@@ -245,7 +255,7 @@ class CCSProbe:
         """Probe probabilities ``p(h+)``, ``p(h-)``: ``[N]`` each, after the configured centring."""
         self._require_fit()
         hp, hn = self._check_pair(h_pos, h_neg)
-        stats = self.stats_ if self.center == "train" else set_stats(hp, hn, self.var_normalize)
+        stats = self.stats_ if self.center == "train" else set_stats(hp, hn, self.var_normalize, self.per_set)
         xp, xn = ccs_normalize(hp, hn, stats)
         with torch.no_grad():
             return torch.sigmoid(self._forward(self._params, xp))[0], torch.sigmoid(self._forward(self._params, xn))[0]
