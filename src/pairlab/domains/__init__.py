@@ -171,13 +171,16 @@ def compare(
     command: str | None = None,
     quiet: bool = True,
     overrides: dict[str, Any] | None = None,
+    reuse: bool = True,
 ) -> list[dict[str, Any]]:
     """Run every config for every seed; aggregate a leaderboard (mean and std over seeds).
 
     Each run's ``metrics["leaderboard"]`` is ``{row_name: {metric: value}}``: the learned row under the
     config's ``name`` and the baselines the domain runner evaluates (identical across configs of one data
     set; the first config's are kept). Rows are grouped by ``metrics["leaderboard_group"]`` (the data set).
-    With ``out`` (a path without suffix) writes ``out.csv``, ``out.md`` and ``out.png``. Returns the rows.
+    With ``reuse``, a run directory whose ``config.yaml`` equals the intended config and which holds
+    ``metrics.json`` is read back instead of retrained. With ``out`` (a path without suffix) writes ``out.csv``,
+    ``out.md`` and ``out.png``. Returns the rows.
     """
     if not configs:
         raise ValueError("compare needs at least one config file")
@@ -193,9 +196,13 @@ def compare(
         for seed in seeds:
             name = f"{data.get('name', Path(str(path)).stem)}-s{seed}"
             over = _merge(dict(overrides or {}), {"seed": int(seed), "name": name, "runs_dir": str(runs_dir)})
-            m = run(data, over, overwrite=True, quiet=quiet)
+            m = _reuse(data, over, Path(runs_dir) / name) if reuse else None
+            if m is None:
+                m = run(data, over, overwrite=True, quiet=quiet)
             group = str(m.get("leaderboard_group", ""))
+            base_name = str(data.get("name", Path(str(path)).stem))
             for row, vals in m["leaderboard"].items():
+                row = base_name if row == name else row  # the learned row of every seed under the config's name
                 is_base = row in m.get("leaderboard_baselines", [])
                 key = (group, row)
                 if key not in per:
@@ -206,7 +213,7 @@ def compare(
                 for metric, v in vals.items():
                     per[key].setdefault(metric, []).append(float(v))
             if not quiet:
-                print(f"{name}: {json.dumps(m['leaderboard'].get(data.get('name'), {}))}", flush=True)
+                print(f"{name}: {json.dumps(m['leaderboard'].get(name, {}))}", flush=True)
     rows = []
     for key in order:
         group, row = key
@@ -219,6 +226,19 @@ def compare(
         write_leaderboard(rows, Path(out), command or "pairlab domain-compare " + " ".join(map(str, configs)),
                           seeds, time.perf_counter() - t0)
     return rows
+
+
+def _reuse(data: dict[str, Any], over: dict[str, Any], run_dir: Path) -> dict[str, Any] | None:
+    """The saved metrics of ``run_dir`` if it finished with exactly this config, else None."""
+    import yaml
+
+    if not (run_dir / "metrics.json").is_file() or not (run_dir / "config.yaml").is_file():
+        return None
+    intended = make_config(_merge(dict(data), over)).model_dump(mode="json")
+    if yaml.safe_load((run_dir / "config.yaml").read_text()) != intended:
+        return None
+    m = json.loads((run_dir / "metrics.json").read_text())
+    return m if "leaderboard" in m else None
 
 
 def _metric_names(rows: list[dict[str, Any]]) -> list[str]:

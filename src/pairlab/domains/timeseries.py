@@ -399,7 +399,8 @@ def epoch_batches(n: int, batch_size: int, generator: torch.Generator) -> list[t
     perm = torch.randperm(n, generator=generator)
     batches = list(torch.split(perm, batch_size))
     if len(batches) > 1 and batches[-1].numel() < 2:
-        batches[-2] = torch.cat([batches[-2], batches.pop()])
+        last = batches.pop()
+        batches[-1] = torch.cat([batches[-1], last])
     return batches
 
 
