@@ -1,0 +1,53 @@
+"""Domain dispatch, run directory and the grid runner (leaderboard mean/std equal the per-run values)."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+import statistics
+
+import pytest
+
+import pairlab.domains as dom
+
+
+def test_dispatch_errors(tmp_path):
+    with pytest.raises(ValueError, match="no 'domain' key"):
+        dom.make_config({"name": "x"})
+    with pytest.raises(ValueError, match="domain. must be one of"):
+        dom.run({"domain": "audio"})
+    with pytest.raises(FileNotFoundError):
+        dom.run(tmp_path / "missing.yaml")
+    assert dom.domain_of({"dataset": "fmnist"}) is None
+
+
+def test_run_dir_refuses_existing(tmp_path):
+    rd = dom.RunDir(tmp_path, "a")
+    rd.log({"epoch": 1})
+    with pytest.raises(ValueError, match="already exists"):
+        dom.RunDir(tmp_path, "a")
+    dom.RunDir(tmp_path, "a", overwrite=True)
+    assert not (tmp_path / "a" / "metrics.jsonl").exists()
+
+
+@pytest.mark.skipif(importlib.util.find_spec("aeon") is None, reason="aeon not installed")
+def test_compare_aggregates_seeds_and_writes_leaderboard(tmp_path):
+    cfg = tmp_path / "ts-tiny.yaml"
+    cfg.write_text("domain: timeseries\nname: tiny\ndataset: ucr-italypowerdemand\nepochs: 1\nbatch_size: 34\n"
+                   "widths: [8]\nplots: false\n")
+    out = tmp_path / "board"
+    rows = dom.compare([cfg], seeds=(0, 1), out=out, runs_dir=tmp_path / "runs", command="test")
+    by = {r["method"]: r for r in rows}
+    assert set(by) == {"tiny", "1nn-euclidean (raw)", "raw series", "random-init cnn"}
+    per = [json.loads((tmp_path / "runs" / f"tiny-s{s}" / "metrics.json").read_text()) for s in (0, 1)]
+    vals = [p["linear_acc"] for p in per]
+    assert by["tiny"]["linear_acc"] == pytest.approx(statistics.fmean(vals))
+    assert by["tiny"]["linear_acc_std"] == pytest.approx(statistics.stdev(vals))
+    assert by["tiny"]["n_seeds"] == 2 and by["raw series"]["kind"] == "baseline"
+    with open(out.with_suffix(".csv")) as f:
+        assert {r["method"] for r in csv.DictReader(f)} == set(by)
+    assert "Command: `test`" in out.with_suffix(".md").read_text() and out.with_suffix(".png").stat().st_size > 0
+    mtime = (tmp_path / "runs" / "tiny-s0" / "metrics.json").stat().st_mtime
+    dom.compare([cfg], seeds=(0,), runs_dir=tmp_path / "runs")  # finished run with the same config: reused
+    assert (tmp_path / "runs" / "tiny-s0" / "metrics.json").stat().st_mtime == mtime
