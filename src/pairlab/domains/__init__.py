@@ -36,6 +36,8 @@ DOMAINS: dict[str, str] = {
     "text": "pairlab.domains.text",
     "timeseries": "pairlab.domains.timeseries",
     "paired": "pairlab.domains.paired",
+    "seqrec": "pairlab.domains.seqrec",
+    "graph": "pairlab.domains.graph",
 }
 
 
