@@ -221,8 +221,10 @@ def _max_norm(x: torch.Tensor) -> float:
     return float(x.norm(dim=1).max()) if x.numel() else 0.0
 
 
-def _dot(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float((a.double() * b.double()).sum())
+def _dot(a: torch.Tensor, b: torch.Tensor, chunk: int = 8192) -> float:
+    """``<a, b>`` accumulated in float64 over row chunks (no full-size float64 copies)."""
+    return float(sum(float(torch.linalg.vecdot(a[i : i + chunk].double(), b[i : i + chunk].double()).sum())
+                     for i in range(0, a.shape[0], chunk)))
 
 
 class _TiledLSE(torch.autograd.Function):

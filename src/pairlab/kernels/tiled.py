@@ -51,6 +51,11 @@ def _scale(scale: torch.Tensor | float, like: torch.Tensor) -> torch.Tensor:
     return scale.reshape(())
 
 
+def _rowdot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``[n]`` row-wise dot products without an ``[n, D]`` temporary (a batched matrix product)."""
+    return torch.bmm(a.unsqueeze(1), b.unsqueeze(2)).reshape(-1)
+
+
 def _no_positive(on_no_positive: str, n: int, stats: dict, *tensors: torch.Tensor) -> NCEResult:
     if on_no_positive == "raise":
         raise ValueError(
@@ -123,16 +128,17 @@ def views_nce(
     used = has_pos & has_cand
     n_used = int(used.sum())
 
-    # positive sums (per-key sums; exact, O((n + m) D))
+    # positive sums (per-key sums; exact, O((n + m) D)); the self row is a view when all anchors are in range
+    all_in = bool(in_range.all())
+    y_self = y[self_offset : self_offset + n] if all_in else y[idx_c]
     ysum = torch.zeros(groups, d, dtype=dt, device=x.device).index_add(0, inv_y, y)
-    pos_vec = ysum[inv_x] - self_match[:, None].to(dt) * y[idx_c]
-    pos_dot = (x * pos_vec).sum(dim=1)
+    pos_vec = torch.addcmul(ysum[inv_x], y_self, self_match[:, None].to(dt), value=-1.0)
+    pos_dot = _rowdot(x, pos_vec)
 
     with torch.no_grad():
-        x64, y64 = x.detach().double(), y.detach().double()
         n_pos = int(psum.sum())
-        valid_total = float(x64.sum(0) @ y64.sum(0))
-        valid_total -= float((x64[in_range] * y64[idx[in_range]]).sum())
+        valid_total = float(x.detach().sum(0, dtype=torch.float64) @ y.detach().sum(0, dtype=torch.float64))
+        valid_total -= float((_rowdot(x.detach(), y_self.detach()).double() * in_range).sum())
         pos_total = float(pos_dot.detach().double().sum())
         n_neg = int(n_valid.sum()) - n_pos
         stats: dict[str, float] = {
@@ -195,7 +201,7 @@ def clip_nce(
     tv = float(t.detach())
     ones_n = torch.ones(n, dtype=torch.bool, device=x.device)
     k_n = torch.zeros(n, dtype=torch.long, device=x.device)
-    pos_r = (x * yb[offset : offset + n]).sum(dim=1) * t
+    pos_r = _rowdot(x, yb[offset : offset + n]) * t
     if single:
         out = tiled_lse(x, y, t, k_n, k_n, Spec("bi", "all", None, block), ones_n, ones_n)
         lse_r, lse_c = out[:n], out[n:]
@@ -205,11 +211,11 @@ def clip_nce(
         spec = Spec("rows", "all", None, block)
         lse_r = tiled_lse(x, yb, t, k_n, k_m, spec, ones_n)
         lse_c = tiled_lse(y, xa, t, k_n, k_m, spec, ones_n)
-        pos_c = (y * xa[offset : offset + n]).sum(dim=1) * t
+        pos_c = _rowdot(y, xa[offset : offset + n]) * t
     per_anchor = ((lse_r - pos_r) + (lse_c - pos_c)) / 2
     with torch.no_grad():
         pos_sum = float(pos_r.detach().double().sum())
-        total = tv * float(x.detach().double().sum(0) @ yb.detach().double().sum(0))
+        total = tv * float(x.detach().sum(0, dtype=torch.float64) @ yb.detach().sum(0, dtype=torch.float64))
         stats = {
             "anchors": float(n),
             "anchors_used": float(n),
