@@ -38,7 +38,7 @@ from pairlab import registry
 from pairlab.data.datasets import ImageData, load_dataset
 from pairlab.data.views import Views
 from pairlab.models.encoder import Encoder
-from pairlab.train.checkpoint import load_checkpoint, save_checkpoint
+from pairlab.train.checkpoint import load_checkpoint, load_latest, previous_path, save_checkpoint
 from pairlab.train.config import TrainConfig, dump_config, make_config, read_yaml
 
 CHECKPOINT = "checkpoint.pt"
@@ -196,8 +196,8 @@ def train(
     step, history = 0, []
     ckpt_path = run_dir / CHECKPOINT
     torch.manual_seed(cfg.seed + rank)
-    if resume and ckpt_path.is_file():
-        state = load_checkpoint(ckpt_path)
+    if resume and (ckpt_path.is_file() or previous_path(ckpt_path).is_file()):
+        state, _ = load_latest(ckpt_path)  # falls back to the previous checkpoint if this one is damaged
         model.load_state_dict(state["model"])
         obj.load_state_dict(state["objective"])
         opt.load_state_dict(state["optimizer"])
