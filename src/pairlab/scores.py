@@ -25,10 +25,13 @@ def normalize(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     """L2-normalise the last dim after upcasting to float32/64.
 
     ``eps`` is applied to the norm; 1e-6 is representable in float16, unlike 1e-12.
-    A zero row stays a zero row (its similarities are 0), it does not become NaN.
+    A zero row stays a zero row (its similarities are 0) with a zero gradient, never NaN or inf.
     """
     x = x.to(compute_dtype(x))
-    return x / x.norm(dim=-1, keepdim=True).clamp_min(eps)
+    norm = x.norm(dim=-1, keepdim=True)
+    big = norm > eps
+    # rows with norm <= eps map to 0 with a zero gradient (x / eps would send g / eps back: inf in float16)
+    return torch.where(big, x / torch.where(big, norm, torch.ones_like(norm)), torch.zeros_like(x))
 
 
 def prepare(x: torch.Tensor, similarity: str) -> torch.Tensor:

@@ -116,10 +116,6 @@ def test_finite_value_and_gradient(case, b, d, temperature, dtype, mode, seed):
     z = _adversarial(z, mode)
     loss, g = _loss_and_grad(case, m, z, labels)
     assert torch.isfinite(loss), f"{case.id}: loss {loss} ({dtype}, tau={temperature:.3g}, {mode})"
-    if dtype == torch.float16 and mode in ("zero_rows", "all"):
-        g = g[~_zero_rows(z)]  # KNOWN BUG (test_zero_row_gradient_float16): only the zero row's gradient overflows
-    if case.id == "objectives/pmrl" and mode in ("zero_rows", "all"):
-        g = g[~_zero_rows(z).any(dim=1)]  # KNOWN BUG (test_pmrl_zero_view_gradient): that sample's views get NaN
     bad = (~torch.isfinite(g)).nonzero()[:3].tolist()
     assert not bad, f"{case.id}: non-finite gradient at {bad} ({dtype}, tau={temperature:.3g}, {mode})"
 
@@ -128,11 +124,6 @@ def _zero_rows(z: torch.Tensor) -> torch.Tensor:
     return (z == 0).all(dim=-1)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "core bug, scores.normalize: a zero row's gradient is g / eps (eps = 1e-6), about 1e5..1e9, and overflows to "
-    "inf when cast back to float16 (max 65504). Fix: zero gradient for rows with norm < eps, e.g. "
-    "n = where(norm > eps, x / where(norm > eps, norm, 1), 0). When this XPASSes, remove the exclusion in "
-    "test_finite_value_and_gradient."))
 @pytest.mark.parametrize("name", ["objectives/ntxent", "objectives/infonce", "objectives/triplet-margin"])
 def test_zero_row_gradient_float16(name):
     case = cases.CASES[name]
@@ -144,10 +135,6 @@ def test_zero_row_gradient_float16(name):
     assert torch.isfinite(g).all(), f"non-finite gradient rows {(~torch.isfinite(g)).nonzero()[:3].tolist()}"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "PMRL bug (helper F1): a sample with a zero view has a zero Gram eigenvalue; sigma = lam.clamp_min(0).sqrt() "
-    "has an infinite derivative at 0, so every view of that sample gets a NaN gradient (also in float32). Fix: "
-    "sqrt of lam.clamp_min(eps) (eps ~ finfo.eps), or a custom sqrt backward that is 0 at 0."))
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_pmrl_zero_view_gradient(dtype):
     case = cases.CASES["objectives/pmrl"]
@@ -159,10 +146,6 @@ def test_pmrl_zero_view_gradient(dtype):
     assert torch.isfinite(g).all(), f"non-finite gradient rows {(~torch.isfinite(g)).any(-1).nonzero().tolist()}"
 
 
-@pytest.mark.xfail(strict=True, raises=RuntimeError, reason=(
-    "CLAPS bug (helper H): float16/bfloat16 embeddings with a float32 head reach head(x) and fail inside matmul "
-    "(RuntimeError: mat1 and mat2 must have the same dtype). Fix: run the head on x.to(head dtype) (DESIGN §4: "
-    "scores in float32 or wider) or raise a TypeError naming z and head."))
 def test_claps_half_embeddings():
     case = cases.CASES["candidates/claps"]
     m = _module(case, 0.1, torch.float16)

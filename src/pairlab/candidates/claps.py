@@ -118,6 +118,8 @@ class LatentAdversarialPairs(CandidateGenerator):
         z, labels = check_views(z, labels, min_views=2)
         if self.head is None:
             raise ValueError("LatentAdversarialPairs needs head=: a module mapping [*, D] embeddings to logits")
+        if z.dtype in (torch.float16, torch.bfloat16):  # steps and scores in float32 (DESIGN §4)
+            z = z.float()
         b, k, d = z.shape
         src, tgt = z[:, self.source_view], z[:, self.target_view]
         head, tau = self.head, self.temperature

@@ -82,7 +82,9 @@ def singular_decomposition(
         g = g + eig_jitter * torch.eye(g.shape[-1], dtype=g.dtype, device=g.device)
     lam, v = _StableEigh.apply(g, eig_gap_eps)
     lam, v = lam.flip(-1), v.flip(-1)  # descending
-    sigma = lam.clamp_min(0).sqrt()
+    tiny = torch.finfo(lam.dtype).tiny
+    # sqrt has an infinite slope at 0 (a zero view gives a zero eigenvalue): zero gradient there instead of NaN
+    sigma = torch.where(lam > tiny, lam.clamp_min(tiny).sqrt(), torch.zeros_like(lam))
     v1 = v[..., 0]  # [B, K]
     if canonical_sign:
         # u . sum_k z^k = sigma_1 * sum(v1): make sum(v1) >= 0
