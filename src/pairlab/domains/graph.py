@@ -192,7 +192,13 @@ def parse_metapath(path: str, target_type: str, label_edge: str) -> list[str]:
 
 
 def metapath_counts(g: HeteroGraph, types: list[str], drop: tuple[str, ...] = ()) -> torch.Tensor:
-    """Path-instance counts ``C [n, n]`` along the node types ``types`` (product of binary adjacencies)."""
+    """Path-instance counts ``C`` along the node types ``types`` (product of binary adjacencies).
+
+    A palindromic path (``MUOUM``) is computed as ``H H^T`` with ``H`` the counts up to its middle type.
+    """
+    if len(types) >= 3 and len(types) % 2 == 1 and types == types[::-1]:
+        h = metapath_counts(g, types[: len(types) // 2 + 1], drop)
+        return h @ h.T
     c = g.adjacency(types[0], types[1], drop)
     for a, b in zip(types[1:], types[2:], strict=False):
         c = c @ g.adjacency(a, b, drop)
