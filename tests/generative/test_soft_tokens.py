@@ -16,7 +16,17 @@ from pairlab.generative import (
     train_denoiser,
     train_soft_tokens,
 )
+from pairlab.generative.pair_errors import pair_errors
 from pairlab.objectives.error_contrast import ErrorContrast
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny tensors: one intra-op thread (extra threads only spin on a shared, oversubscribed machine)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 
 
 def test_prepend_and_insert_match_manual_concat():
@@ -51,6 +61,11 @@ def test_init_and_parameter_count():
     torch.testing.assert_close(soft.tokens.data, null.expand(3, 4))
     assert sum(p.numel() for p in SoftTokens(4, 384, n_buckets=100).parameters()) == 4 * 384 + 100 * 384
     assert SoftTokens(4, 384, init_std=0.02).tokens.std().item() == pytest.approx(0.02, rel=0.15)
+    # t_init_std=0: timestep vectors start at zero, so the tokens equal `init` at every timestep
+    soft0 = SoftTokens(3, 4, n_buckets=5, init=null, t_init_std=0.0)
+    assert torch.equal(soft0.t_tokens.weight, torch.zeros(5, 4))
+    torch.testing.assert_close(soft0(torch.zeros(2, 1, 4), t=torch.tensor([0.1, 0.9]))[:, :3], null.expand(2, 3, 4))
+    assert SoftTokens(2, 300, n_buckets=4, t_init_std=0.5).t_tokens.weight.std().item() == pytest.approx(0.5, rel=0.15)
 
 
 @pytest.mark.parametrize(
@@ -62,6 +77,7 @@ def test_init_and_parameter_count():
         (dict(insert_at=-1), "insert_at must be an int >= 0"),
         (dict(init_std=0.0), "init_std must be a finite number > 0"),
         (dict(init=torch.zeros(2, 3)), r"init must have shape \[4, 8\] or \[8\]"),
+        (dict(t_init_std=-1.0), "t_init_std must be None or a finite number >= 0"),
     ],
 )
 def test_bad_construction(kwargs, match):
@@ -164,3 +180,31 @@ def test_train_soft_tokens_bad_arguments():
         train_soft_tokens(model, SoftTokens(1, 4), iter(()), ErrorContrast(), -1)
     with pytest.raises(ValueError, match="t_range must satisfy"):
         train_soft_tokens(model, SoftTokens(1, 4), iter(()), ErrorContrast(), 1, t_range=(0.5, 0.2))
+    with pytest.raises(ValueError, match="grids_per_step must be an int >= 1"):
+        train_soft_tokens(model, SoftTokens(1, 4), iter(()), ErrorContrast(), 1, grids_per_step=0)
+
+
+def test_grids_per_step_averages_the_gradient_of_independent_grids():
+    """One step over 2 grids == one AdamW step on the mean of the two grids' losses (same t and noise draws)."""
+    torch.manual_seed(3)
+    model = TinyDenoiser((5,), cond_dim=4, hidden=8, depth=1, heads=2, width=8)
+    g = torch.Generator().manual_seed(0)
+    grids = [(torch.randn(3, 5, generator=g), (torch.randn(3, 2, 4, generator=g),)) for _ in range(2)]
+    soft = SoftTokens(2, 4, n_buckets=2)
+    ref = SoftTokens(2, 4, n_buckets=2)
+    ref.load_state_dict(soft.state_dict())
+    obj = ErrorContrast(form="log")
+    losses = train_soft_tokens(model, soft, iter(grids), obj, 1, t_range=(0.2, 0.8), lr=0.1, grids_per_step=2, seed=4)
+    # the reference: the same generator draws (t, then the shared noise, per grid), the mean loss, one AdamW step
+    rg = torch.Generator().manual_seed(4)
+    wrapped = TokenConditioned(model, ref)
+    total = 0
+    for x0, parts in grids:
+        t = 0.2 + 0.6 * float(torch.rand((), generator=rg))
+        total = total + obj(pair_errors(wrapped, x0, parts, t, generator=rg)) / 2
+    opt = torch.optim.AdamW(ref.parameters(), lr=0.1, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-4)
+    total.backward()
+    opt.step()
+    assert losses[0] == pytest.approx(float(total.detach()), rel=1e-6)
+    for a, b in zip(soft.parameters(), ref.parameters(), strict=True):
+        torch.testing.assert_close(a, b)

@@ -87,6 +87,10 @@ class TinyDenoiser(nn.Module):
         hidden: trunk width; depth: number of blocks.
         width: attention width of the context (divisible by ``heads``).
         context_layers: self-attention layers over the condition tokens before the trunk reads them.
+        context_norm: a final LayerNorm on the context tokens (as CLIP's text encoder ends in
+            ``final_layer_norm`` and SD3's text stream is normalised per token): a token's scale is fixed, so what
+            other tokens (soft tokens included) add to it through self-attention changes its direction, and
+            removing a component shared by every prompt re-scales the prompt-specific rest.
     """
 
     def __init__(
@@ -98,6 +102,7 @@ class TinyDenoiser(nn.Module):
         heads: int = 4,
         width: int = 64,
         context_layers: int = 1,
+        context_norm: bool = False,
     ):
         super().__init__()
         if width % heads:
@@ -109,6 +114,7 @@ class TinyDenoiser(nn.Module):
         self.t_mlp = nn.Sequential(nn.Linear(hidden, hidden), nn.SiLU(), nn.Linear(hidden, hidden))
         self.ctx = nn.Linear(cond_dim, width)
         self.ctx_layers = nn.ModuleList(_ContextLayer(width, heads) for _ in range(context_layers))
+        self.ctx_ln = nn.LayerNorm(width) if context_norm else nn.Identity()
         self.blocks = nn.ModuleList(_Block(hidden, width, heads) for _ in range(depth))
         self.out_ln = nn.LayerNorm(hidden)
         self.out = nn.Linear(hidden, n_in)
@@ -126,9 +132,19 @@ class TinyDenoiser(nn.Module):
         ctx = self.ctx(cond)
         for layer in self.ctx_layers:
             ctx = layer(ctx, mask)
+        ctx = self.ctx_ln(ctx)
         for blk in self.blocks:
             h = blk(h, temb, ctx, mask)
         return self.out(self.out_ln(h)).reshape(x_t.shape)
+
+
+def _drop(part: torch.Tensor, null: torch.Tensor, drop: torch.Tensor) -> torch.Tensor:
+    if tuple(null.shape) != tuple(part.shape[1:]):
+        raise ValueError(
+            f"null_cond parts must have one sample's shape {tuple(part.shape[1:])}, got {tuple(null.shape)}"
+        )
+    keep = (~drop).reshape(-1, *([1] * (part.ndim - 1)))
+    return torch.where(keep, part, null.to(part.device, part.dtype).unsqueeze(0))
 
 
 def train_denoiser(
@@ -139,6 +155,8 @@ def train_denoiser(
     noiser: Noiser | None = None,
     lr: float = 2e-3,
     weight_decay: float = 0.0,
+    cond_dropout: float = 0.0,
+    null_cond: Sequence[torch.Tensor] | None = None,
     seed: int = 0,
     log: Callable[[int, float], None] | None = None,
 ) -> list[float]:
@@ -146,9 +164,18 @@ def train_denoiser(
 
     ``batches`` yields ``(x0 [N, ...], cond_parts)`` with the matching conditions of each sample. Cosine decay
     of the learning rate to 0 over ``steps``. Returns the loss per step.
+
+    ``cond_dropout`` (classifier-free guidance training, Ho & Salimans 2022): each sample's condition is replaced
+    by ``null_cond`` (one tensor per condition part, shaped like one sample's part, e.g. the null prompt ``""``'s
+    tokens ``[L, D]`` and mask ``[L]``) with this probability, so the model also learns the unconditional
+    prediction and its conditional prediction has to carry the condition's information.
     """
     if not isinstance(steps, int) or steps < 0:
         raise ValueError(f"steps must be an int >= 0, got {steps!r}")
+    if not 0.0 <= float(cond_dropout) < 1.0:
+        raise ValueError(f"cond_dropout must lie in [0, 1), got {cond_dropout!r}")
+    if cond_dropout > 0 and null_cond is None:
+        raise ValueError("cond_dropout > 0 needs null_cond (the null condition, one tensor per condition part)")
     noiser = FlowMatching() if noiser is None else noiser
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(steps, 1))
@@ -160,6 +187,9 @@ def train_denoiser(
         t = torch.rand(x0.shape[0], generator=g).to(x0.device)
         eps = torch.randn(x0.shape, generator=g).to(x0.device, x0.dtype)
         x_t, target = noiser(x0, eps, t)
+        if cond_dropout > 0:
+            drop = torch.rand(x0.shape[0], generator=g).to(x0.device) < cond_dropout
+            parts = tuple(_drop(p, n, drop) for p, n in zip(parts, null_cond, strict=True))
         loss = (model(x_t, t, *parts) - target).pow(2).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()

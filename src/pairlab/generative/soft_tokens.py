@@ -40,6 +40,8 @@ class SoftTokens(nn.Module):
         init_std: std of the ``N(0, init_std)`` initialisation (official 0.02).
         init: optional ``[n_tokens, dim]`` or ``[dim]`` initial value (SD1.5: the null-prompt embedding).
         insert_at: position in the sequence where the tokens go (0 = prepend).
+        t_init_std: std of the timestep vectors' initialisation (default ``init_std`` as in the official code);
+            ``0`` starts them at zero, so tokens built with ``init`` equal ``init`` at every timestep at step 0.
 
     Examples:
         >>> soft = SoftTokens(4, 384, n_buckets=10)
@@ -54,6 +56,7 @@ class SoftTokens(nn.Module):
         init_std: float = 0.02,
         init: torch.Tensor | None = None,
         insert_at: int = 0,
+        t_init_std: float | None = None,
     ):
         super().__init__()
         for name, v in (("n_tokens", n_tokens), ("dim", dim)):
@@ -64,6 +67,10 @@ class SoftTokens(nn.Module):
         if not isinstance(insert_at, int) or insert_at < 0:
             raise ValueError(f"insert_at must be an int >= 0, got {insert_at!r}")
         init_std = check_positive("init_std", init_std)
+        if t_init_std is None:
+            t_init_std = init_std
+        elif not isinstance(t_init_std, (int, float)) or not 0.0 <= float(t_init_std) < float("inf"):
+            raise ValueError(f"t_init_std must be None or a finite number >= 0, got {t_init_std!r}")
         self.n_tokens, self.dim, self.n_buckets, self.insert_at = n_tokens, dim, n_buckets, insert_at
         self.tokens = nn.Parameter(torch.randn(n_tokens, dim) * init_std)
         if init is not None:
@@ -75,7 +82,10 @@ class SoftTokens(nn.Module):
         self.t_tokens = None
         if n_buckets is not None:
             self.t_tokens = nn.Embedding(n_buckets, dim)
-            nn.init.normal_(self.t_tokens.weight, 0.0, init_std)
+            if t_init_std > 0:
+                nn.init.normal_(self.t_tokens.weight, 0.0, float(t_init_std))
+            else:
+                nn.init.zeros_(self.t_tokens.weight)
 
     def bucket(self, t: torch.Tensor) -> torch.Tensor:
         """Bucket index ``floor(t * n_buckets)`` clamped to ``[0, n_buckets - 1]`` for ``t in [0, 1]``."""
@@ -148,6 +158,7 @@ def train_soft_tokens(
     lr: float = 1e-3,
     weight_decay: float = 1e-4,
     chunk_size: int = 1024,
+    grids_per_step: int = 1,
     seed: int = 0,
     log: Callable[[int, float], None] | None = None,
 ) -> list[float]:
@@ -156,9 +167,13 @@ def train_soft_tokens(
     ``batches`` yields ``(x0 [B, ...], cond_parts)`` where ``cond_parts`` are the matching conditions of the ``B``
     samples (``(tokens [B, L, D],)`` or ``(tokens, mask [B, L])``): the grid pairs every sample with every
     condition of its batch, so the batch should hold distinct conditions. ``model`` is frozen for the run.
+    ``grids_per_step`` grids (each with its own ``t`` and noise) are averaged per optimiser step, as the official
+    multi-GPU run averages one grid per GPU (2 GPUs x a ``4 x 4`` grid); the returned loss is their mean.
     """
     if not isinstance(steps, int) or steps < 0:
         raise ValueError(f"steps must be an int >= 0, got {steps!r}")
+    if not isinstance(grids_per_step, int) or grids_per_step < 1:
+        raise ValueError(f"grids_per_step must be an int >= 1, got {grids_per_step!r}")
     lo, hi = t_range
     if not 0.0 <= lo <= hi <= 1.0:
         raise ValueError(f"t_range must satisfy 0 <= t_min <= t_max <= 1, got {t_range}")
@@ -167,14 +182,17 @@ def train_soft_tokens(
     g = torch.Generator().manual_seed(seed)
     losses: list[float] = []
     for step in range(steps):
-        x0, parts = next(batches)
-        t = lo + (hi - lo) * float(torch.rand((), generator=g))
-        err = pair_errors(wrapped, x0, tuple(parts), t, noiser=noiser, chunk_size=chunk_size, generator=g)
-        loss = objective(err)
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        total = 0.0
+        for _ in range(grids_per_step):
+            x0, parts = next(batches)
+            t = lo + (hi - lo) * float(torch.rand((), generator=g))
+            err = pair_errors(wrapped, x0, tuple(parts), t, noiser=noiser, chunk_size=chunk_size, generator=g)
+            loss = objective(err) / grids_per_step
+            loss.backward()
+            total += float(loss.detach())
         opt.step()
-        losses.append(float(loss.detach()))
+        losses.append(total)
         if log is not None:
             log(step, losses[-1])
     return losses
