@@ -223,3 +223,14 @@ def test_minilm_item_neighbours_share_a_genre(tmp_path: Path):
     t = s.padded_neighbour_table(e, 5)[1:-1]
     share = [len(set(data.genres[i + 1]) & set(data.genres[int(j)])) > 0 for i in range(1682) for j in t[i]]
     assert sum(share) / len(share) >= 0.8
+
+
+def test_claims_note_verdicts(tmp_path: Path):
+    csv_path = tmp_path / "lb.csv"
+    csv_path.write_text("dataset,method,kind,n_seeds,hr@10,hr@10_std\n"
+                        "d,a,contrastive,3,0.20,0.01\nd,b,baseline,3,0.10,0.01\nd,c,contrastive,3,0.105,0.02\n")
+    md = s.claims_markdown(csv_path, (("a>b", "a", "b", "hr@10"), ("c>b", "c", "b", "hr@10"),
+                                      ("b>a", "b", "a", "hr@10"), ("x>a", "x", "a", "hr@10")))
+    rows = [line for line in md.splitlines() if line.startswith("| ") and "claim" not in line]
+    assert [r.rsplit("|", 2)[1].strip() for r in rows] == [
+        "reproduced", "direction only (within seed noise)", "not reproduced", "not run"]

@@ -619,3 +619,16 @@ def train(cfg: GraphConfig, *, overwrite: bool = False, quiet: bool = False) -> 
                                                         rd.path / "projection.png"))}
     m["history"] = history
     return rd.finish(m, t_start)
+
+
+#: (claim, method expected better, method expected worse, metric) checked in direction on the leaderboard
+GRAPH_CLAIMS: tuple[tuple[str, str, str, str], ...] = (
+    ("MEOW (Yu & Li 2023): cluster-weighted negatives + prototypes beat plain meta-path InfoNCE", "graph-meow",
+     "graph-metapath-infonce", "linear_acc"),
+    ("MEOW (Yu & Li 2023): cluster-weighted negatives + prototypes beat plain meta-path InfoNCE", "graph-meow",
+     "graph-metapath-infonce", "macro_f1"),
+    ("Heterogeneous meta-path views beat a homogeneous GCN view", "graph-meow", "graph-gcn", "linear_acc"),
+    ("Heterogeneous meta-path views beat a homogeneous GCN view", "graph-meow", "graph-gcn", "macro_f1"),
+    ("Contrastive pre-training beats the raw rating-profile features", "graph-meow", "raw rating profile",
+     "linear_acc"),
+)

@@ -751,3 +751,50 @@ def train(cfg: SeqRecConfig, *, overwrite: bool = False, quiet: bool = False) ->
                       "valid": str(plot_history(valid_curve, rd.path / "valid_hr.png", ylabel=f"valid HR@{k}"))}
     m["history"] = history
     return rd.finish(m, t_start)
+
+
+# ---------------------------------------------------------------------------------------------------- claims note
+
+#: (claim, method expected better, method expected worse, metric) checked in direction on the leaderboard
+SEQREC_CLAIMS: tuple[tuple[str, str, str, str], ...] = (
+    ("CL4SRec (Xie et al. 2022): contrastive views improve SASRec", "seqrec-cl4srec", "seqrec-sasrec", "hr@10"),
+    ("CL4SRec (Xie et al. 2022): contrastive views improve SASRec", "seqrec-cl4srec", "seqrec-sasrec", "ndcg@10"),
+    ("MCLRec (Qin et al. 2023): learnable augmenters beat CL4SRec", "seqrec-mclrec", "seqrec-cl4srec", "hr@10"),
+    ("MCLRec (Qin et al. 2023): learnable augmenters beat CL4SRec", "seqrec-mclrec", "seqrec-cl4srec", "ndcg@10"),
+    ("SRA-CL (Cui et al. 2025): semantic-neighbour positives improve SASRec", "seqrec-sracl", "seqrec-sasrec",
+     "hr@10"),
+    ("SRA-CL (Cui et al. 2025): semantic-neighbour positives beat CL4SRec", "seqrec-sracl", "seqrec-cl4srec",
+     "ndcg@10"),
+)
+
+
+def claims_markdown(csv_path: str | Path, claims: tuple[tuple[str, str, str, str], ...]) -> str:
+    """A markdown section judging each claim in direction from a leaderboard CSV (mean and std over seeds).
+
+    Verdict: "reproduced" when the expected order holds by more than the larger of the two seed stds,
+    "direction only (within seed noise)" when it holds by less, "not reproduced" otherwise.
+    """
+    with open(csv_path, newline="") as f:
+        rows = {r["method"]: r for r in csv.DictReader(f)}
+    lines = ["", "## Paper claims checked in direction", "",
+             "| claim | metric | expected better | expected worse | difference | verdict |",
+             "|---|---|---|---|---|---|"]
+    for text, better, worse, metric in claims:
+        if better not in rows or worse not in rows or not rows[better].get(metric):
+            lines.append(f"| {text} | {metric} | {better} | {worse} | - | not run |")
+            continue
+        a, b = float(rows[better][metric]), float(rows[worse][metric])
+        noise = max(float(rows[better].get(f"{metric}_std") or 0), float(rows[worse].get(f"{metric}_std") or 0))
+        d = a - b
+        verdict = ("reproduced" if d > noise else "direction only (within seed noise)" if d > 0
+                   else "not reproduced")
+        lines.append(f"| {text} | {metric} | {better} ({a:.4f}) | {worse} ({b:.4f}) | {d:+.4f} | {verdict} |")
+    return "\n".join(lines) + "\n"
+
+
+def append_claims(out: str | Path, claims: tuple[tuple[str, str, str, str], ...] | None = None) -> Path:
+    """Append :func:`claims_markdown` of ``out.csv`` to ``out.md``."""
+    out = Path(out)
+    md = out.with_suffix(".md")
+    md.write_text(md.read_text() + claims_markdown(out.with_suffix(".csv"), claims or SEQREC_CLAIMS))
+    return md
