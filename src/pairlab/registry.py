@@ -28,6 +28,7 @@ PACKAGES = (
     "pairlab.miners",
     "pairlab.data",
     "pairlab.metrics",
+    "pairlab.domains",
 )
 
 
