@@ -146,8 +146,10 @@ def _make_loader(key: str, problem: str):
 
 
 for _key, _problem in UCR.items():
+    _fn = _make_loader(_key, _problem)
+    globals()[_fn.__name__] = _fn  # importable by its registered target name
     register("datasets", _key, summary=f"UCR/UEA {_problem}, official train/test split (aeon's files)",
-             domain="timeseries", paper="Dau et al. 2019 (UCR archive)")(_make_loader(_key, _problem))
+             domain="timeseries", paper="Dau et al. 2019 (UCR archive)")(_fn)
 
 
 def standardize_channels(train: torch.Tensor, *others: torch.Tensor) -> list[torch.Tensor]:
