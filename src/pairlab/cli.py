@@ -26,7 +26,8 @@ def _root() -> None:
 
 
 # modules that add commands with `register(app)`
-COMMAND_MODULES: list[str] = ["pairlab.train.cli", "pairlab.bench.cli", "pairlab.hardness"]
+COMMAND_MODULES: list[str] = ["pairlab.train.cli", "pairlab.bench.cli", "pairlab.hardness", "pairlab.compare.cli",
+                             "pairlab.domains"]
 
 
 @app.command("list")
