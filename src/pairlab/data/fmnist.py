@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -15,8 +16,11 @@ _FILES = {"train": "train", "test": "t10k"}
 
 def _read_idx(path: Path, offset: int) -> np.ndarray:
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as f:
-        return np.frombuffer(f.read(), np.uint8, offset=offset)
+    try:
+        with opener(path, "rb") as f:
+            return np.frombuffer(f.read(), np.uint8, offset=offset)
+    except (gzip.BadGzipFile, EOFError, zlib.error, ValueError) as e:  # not gzip, cut short, shorter than the header
+        raise ValueError(f"Fashion-MNIST file {str(path)!r} is unreadable or truncated: {e}") from None
 
 
 def _find(root: Path, stem: str) -> Path:

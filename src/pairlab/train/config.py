@@ -106,7 +106,10 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"config file {str(p)!r} not found")
-    data = yaml.safe_load(p.read_text()) or {}
+    try:
+        data = yaml.safe_load(p.read_text()) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as e:  # safe loader: python tags are refused here too
+        raise ValueError(f"config file {str(p)!r} is not valid YAML: {' '.join(str(e).split())[:300]}") from None
     if not isinstance(data, dict):
         raise ValueError(f"config file {str(p)!r} must hold a mapping at top level, got {type(data).__name__}")
     return data
