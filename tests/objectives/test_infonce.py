@@ -286,3 +286,18 @@ def test_weights_callable_gets_scores_and_masks():
     out = NTXent(0.1)(z, weights=hard)
     assert seen["shapes"] == ((10, 10), (10, 10), (10, 10), False)
     assert out.item() == pytest.approx(ref.item(), rel=1e-12)
+
+
+def test_weights_with_forced_tiled_backend_raise():
+    with pytest.raises(ValueError, match="weights need the dense path"):
+        NTXent(0.1, backend="tiled")(torch.randn(4, 2, 8), weights=torch.ones(8, 8))
+
+
+def test_clip_dense_and_tiled_agree_with_two_direction_reference():
+    a, b = torch.randn(6, 4, dtype=torch.float64), torch.randn(6, 4, dtype=torch.float64)
+    dense, tiled = CLIPLoss(0.1, backend="dense"), CLIPLoss(0.1, backend="tiled")
+    dense(a, b), tiled(a, b)
+    sa, sb = _unit(a) @ _unit(b).T / 0.1, _unit(b) @ _unit(a).T / 0.1
+    ref = (torch.logsumexp(sa, 1) - sa.diagonal() + torch.logsumexp(sb, 1) - sb.diagonal()) / 2
+    assert ref.mean().item() == pytest.approx(dense(a, b).item(), rel=1e-12)
+    assert tiled(a, b).item() == pytest.approx(dense(a, b).item(), rel=1e-10)

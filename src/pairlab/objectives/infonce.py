@@ -133,6 +133,8 @@ def _views_loss(
         cand_keys = torch.cat([cand_keys, ekeys])
     scale = obj.temperature.scale()
     kern = _kernel()
+    if weights is not None and obj.backend == "tiled":
+        raise ValueError("weights need the dense path (the tiled kernel takes no dense W): use backend='auto'")
     if weights is None and kern.applies(obj.backend, anchors.shape[0], candidates.shape[0]):
         result = kern.views_nce(
             anchors, candidates, keys, cand_keys, offset, scale,
@@ -265,6 +267,7 @@ class CLIPLoss(ContrastiveObjective):
         r1 = nce((a @ b_all.T) * scale, eye, on_no_positive=nop)
         r2 = nce((b @ a_all.T) * scale, eye, on_no_positive=nop)
         r1.loss = (r1.loss + r2.loss) / 2
+        r1.per_anchor = (r1.per_anchor + r2.per_anchor) / 2  # both directions, as the tiled kernel reports
         return _finish(self, r1)
 
 
