@@ -152,7 +152,7 @@ def test_rows_and_aggregation_match_hand_computation(tmp_path):
 
 def test_resume_reuses_finished_runs_and_reruns_changed_config(tmp_path):
     fake = FakeTrainer()
-    kw = dict(runs_dir=tmp_path / "runs", quiet=True, backend=Backend(fake, fake_baselines))
+    kw = dict(runs_dir=tmp_path / "runs", quiet=True, plots=False, backend=Backend(fake, fake_baselines))
     v = objective_variants("ntxent,dcl")
     compare(v, [0], TINY, tmp_path, **kw)
     assert len(fake.calls) == 2
@@ -176,7 +176,7 @@ def test_resume_reuses_finished_runs_and_reruns_changed_config(tmp_path):
 def test_failing_and_rejected_variants_are_rows(tmp_path):
     fake = FakeTrainer(fail={"dcl"})
     variants = [*objective_variants("ntxent,dcl"), Variant("ntxent-mochi", {"candidates": "mochi"})]
-    rows = compare(variants, [0, 1], TINY, tmp_path, runs_dir=tmp_path / "runs", quiet=True,
+    rows = compare(variants, [0, 1], TINY, tmp_path, runs_dir=tmp_path / "runs", quiet=True, plots=False,
                    backend=Backend(fake, fake_baselines))
     by = {(r["variant"], r["seed"]): r for r in rows if r["kind"] == "run"}
     assert by[("ntxent", 1)]["ok"] and by[("ntxent", 1)]["knn_acc"] == 0.7
@@ -188,7 +188,8 @@ def test_failing_and_rejected_variants_are_rows(tmp_path):
     assert "## Runs that did not train" in md and "RuntimeError: dcl exploded" in md
     assert "| – | dcl |" in md  # unranked, listed after the ranked variants
     # failed runs are retried on the next call (not cached)
-    compare(variants, [0], TINY, tmp_path, runs_dir=tmp_path / "runs", quiet=True, backend=Backend(fake, None))
+    compare(variants, [0], TINY, tmp_path, runs_dir=tmp_path / "runs", quiet=True, plots=False,
+            backend=Backend(fake, None))
     assert fake.calls[-1] == ("dcl", 0, True, False)  # its directory holds the same config: resumed
 
 
@@ -204,7 +205,7 @@ def test_unknown_names_are_input_errors(tmp_path):
 def test_real_digits_grid_and_reuse(tmp_path):
     """Real training loop on sklearn digits (2 steps): a working and a failing objective, baselines once."""
     rows = compare(objective_variants("ntxent,amcl"), [0], TINY, tmp_path, runs_dir=tmp_path / "runs",
-                   name="digits", quiet=True)
+                   name="digits", quiet=True, plots=False)
     by = {r["variant"]: r for r in rows}
     nt = by["ntxent"]
     assert nt["ok"] and nt["steps"] == 2
@@ -214,6 +215,6 @@ def test_real_digits_grid_and_reuse(tmp_path):
     assert by["raw pixels"]["kind"] == "baseline" and 0.5 < by["raw pixels"]["knn_acc"] <= 1
     assert by["random init"]["seed"] == 0
     again = compare(objective_variants("ntxent"), [0], TINY, tmp_path, runs_dir=tmp_path / "runs", name="digits",
-                    quiet=True)
+                    quiet=True, plots=False)
     assert again[0]["reused"] and again[0]["knn_acc"] == nt["knn_acc"]
     assert again[1]["knn_acc"] == by["raw pixels"]["knn_acc"]  # baselines cached in runs/baselines.json

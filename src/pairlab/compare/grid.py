@@ -367,6 +367,7 @@ def compare(
     quiet: bool = False,
     rerun: bool = False,
     baselines: bool = True,
+    plots: bool = True,
     backend: Backend | None = None,
 ) -> list[dict[str, Any]]:
     """Train every (variant, seed), write the leaderboard files into ``out_dir``, return the rows.
@@ -452,7 +453,7 @@ def compare(
             progress.stop()
     rows = sorted_rows(rows, variants) + base_rows
     write_leaderboard(rows, out_dir, name=name, command=command, base=base, variants=variants, seeds=seeds,
-                      notes=notes, title=title)
+                      notes=notes, title=title, plot=plots)
     return rows
 
 
