@@ -30,6 +30,10 @@ class CorruptCheckpointError(ValueError):
     """A checkpoint file that cannot be read back intact (truncated, corrupted, wrong checksum)."""
 
 
+class UnsafeCheckpointError(pickle.UnpicklingError, ValueError):
+    """A checkpoint holding objects that ``weights_only=True`` refuses (a ``ValueError`` too, so the CLI reports it)."""
+
+
 def previous_path(path: str | os.PathLike) -> Path:
     """Where :func:`save_checkpoint` keeps the checkpoint it replaced: ``checkpoint.pt -> checkpoint.prev.pt``."""
     p = Path(path)
@@ -82,8 +86,10 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        if "GLOBAL" in str(e) or "Unsupported global" in str(e):
-            raise  # a well-formed file with objects weights_only refuses: not a damaged file
+        if "GLOBAL" in str(e) or "Unsupported global" in str(e):  # well-formed, but objects weights_only refuses
+            line = next((x for x in str(e).splitlines() if "GLOBAL" in x), "").strip()
+            raise UnsafeCheckpointError(f"checkpoint {str(path)!r} holds objects that weights_only=True refuses to "
+                                        f"load (not loaded: {line})") from None
         raise _corrupt(path, "unreadable pickle data") from None
     except (RuntimeError, OSError, EOFError, KeyError, ValueError, zipfile.BadZipFile) as e:
         raise _corrupt(path, f"{type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else 'no data'}") from None

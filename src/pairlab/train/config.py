@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from pairlab.data.views import AugmentConfig
 
@@ -70,6 +70,15 @@ class TrainConfig(BaseModel):
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
     # the 5-minute demo probes on the first 20k training images (balanced classes); configs/fmnist-long.yaml uses all
     eval: EvalConfig = Field(default_factory=lambda: EvalConfig(train_subset=20000))
+
+    @field_validator("name")
+    @classmethod
+    def _one_path_component(cls, v: str) -> str:
+        """The run directory is ``runs_dir/name``: a name must not reach outside ``runs_dir``."""
+        if not v or v in (".", "..") or "/" in v or "\\" in v or "\0" in v:
+            raise ValueError("must be a plain directory name (no '/', '\\', '.' or '..'), so the run stays "
+                             "inside runs_dir")
+        return v
 
 
 def _format_error(e: ValidationError, source: str) -> str:
