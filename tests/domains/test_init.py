@@ -51,3 +51,19 @@ def test_compare_aggregates_seeds_and_writes_leaderboard(tmp_path):
     mtime = (tmp_path / "runs" / "tiny-s0" / "metrics.json").stat().st_mtime
     dom.compare([cfg], seeds=(0,), runs_dir=tmp_path / "runs")  # finished run with the same config: reused
     assert (tmp_path / "runs" / "tiny-s0" / "metrics.json").stat().st_mtime == mtime
+
+
+def test_compare_marks_a_config_that_is_itself_a_baseline(tmp_path, monkeypatch):
+    """A run whose learned row is listed as a baseline (text ``steps: 0``) stays a baseline after seed renaming."""
+    cfg = tmp_path / "text-base.yaml"
+    cfg.write_text("domain: text\nname: pre\nsteps: 0\n")
+
+    def fake_run(data, over, overwrite=False, quiet=True):
+        name = over["name"]
+        return {"leaderboard": {name: {"acc": 0.5 + over["seed"] / 10}}, "leaderboard_group": "g",
+                "leaderboard_baselines": [name]}
+
+    monkeypatch.setattr(dom, "run", fake_run)
+    rows = dom.compare([cfg], seeds=(0, 2), runs_dir=tmp_path, reuse=False)
+    assert len(rows) == 1 and rows[0]["method"] == "pre" and rows[0]["kind"] == "baseline"
+    assert rows[0]["acc"] == pytest.approx(0.6) and rows[0]["n_seeds"] == 2

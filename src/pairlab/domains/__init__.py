@@ -204,8 +204,8 @@ def compare(
             group = str(m.get("leaderboard_group", ""))
             base_name = str(data.get("name", Path(str(path)).stem))
             for row, vals in m["leaderboard"].items():
-                row = base_name if row == name else row  # the learned row of every seed under the config's name
                 is_base = row in m.get("leaderboard_baselines", [])
+                row = base_name if row == name else row  # the learned row of every seed under the config's name
                 key = (group, row)
                 if key not in per:
                     per[key], kind[key], owner[key] = {}, "baseline" if is_base else "contrastive", str(path)
