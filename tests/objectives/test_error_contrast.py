@@ -12,6 +12,15 @@ from pairlab import registry
 from pairlab.objectives.error_contrast import ErrorContrast, error_contrast_loss
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny tensors: one intra-op thread (extra threads only spin on a shared, oversubscribed machine)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def reference_loss(err, temp=0.07, scale=4.0, form="exp", diag_weight=0.0, targets=None) -> float:
     """Brute-force float64 loop: cross-entropy per row with python math, plus the diagonal error term."""
     b, m = len(err), len(err[0])
