@@ -77,6 +77,7 @@ def test_config_rejects_non_pair_objective_and_unknown_keys(tmp_path):
         pd.train(cfg, quiet=True)
 
 
+@pytest.mark.slow
 @needs_aeon
 def test_cwcl_runner_freezes_tower_a_and_writes_run_dir(tmp_path):
     from pairlab.domains import run

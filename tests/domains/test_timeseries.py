@@ -156,6 +156,7 @@ def test_config_errors():
         ts.build_objective("triplet-margin", {}, 0.2, 10, 2)
 
 
+@pytest.mark.slow
 @needs_aeon
 def test_runner_writes_run_dir(tmp_path):
     objective, args = "dbpm", {"warm_epochs": 1}
