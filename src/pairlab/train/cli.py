@@ -42,6 +42,8 @@ def register(app: typer.Typer) -> None:
     def train_cmd(
         config: Path = typer.Option(None, "--config", help="YAML config file (flags override it)."),
         objective: str = typer.Option(None, "--objective", help="Registered objective name (pairlab list)."),
+        candidates: str = typer.Option(None, "--candidates", help="Candidates component (queue, mochi, ...)."),
+        weights: str = typer.Option(None, "--weights", help="Weights component (hardness, meow, ...)."),
         dataset: str = typer.Option(None, "--dataset", help="fmnist | digits."),
         epochs: int = typer.Option(None, "--epochs"),
         batch_size: int = typer.Option(None, "--batch-size"),
@@ -64,11 +66,35 @@ def register(app: typer.Typer) -> None:
         from pairlab.train.loop import train
 
         overrides = {
-            "objective": objective, "dataset": dataset, "epochs": epochs, "batch_size": batch_size,
-            "views": views, "temperature": temperature, "lr": lr, "seed": seed, "name": name,
-            "data_dir": data_dir, "runs_dir": runs_dir, "max_steps": max_steps,
-            "grad_cache_chunk": grad_cache_chunk, "device": device,
+            "objective": objective,
+            "candidates": candidates,
+            "weights": weights,
+            "dataset": dataset,
+            "epochs": epochs,
+            "batch_size": batch_size,
+            "views": views,
+            "temperature": temperature,
+            "lr": lr,
+            "seed": seed,
+            "name": name,
+            "data_dir": data_dir,
+            "runs_dir": runs_dir,
+            "max_steps": max_steps,
+            "grad_cache_chunk": grad_cache_chunk,
+            "device": device,
         }
+        if config is not None:
+            from pairlab.train.config import read_yaml
+
+            raw = read_yaml(config)
+            if isinstance(raw, dict) and "domain" in raw:  # text / time series / seqrec / graph / paired configs
+                from pairlab import domains
+
+                dom = {k: v for k, v in overrides.items() if k in ("seed", "name", "runs_dir", "epochs")}
+                metrics = domains.run(str(config), dom, overwrite=overwrite, quiet=quiet)
+                if not quiet:
+                    print({k: v for k, v in metrics.items() if isinstance(v, (int, float))})
+                return
         cfg = load_config(config, overrides)
         metrics = train(cfg, resume=resume, overwrite=overwrite, quiet=quiet)
         from pairlab import distributed

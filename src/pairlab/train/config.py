@@ -51,6 +51,10 @@ class TrainConfig(BaseModel):
     data_dir: str | None = None
     objective: str = "ntxent"
     objective_args: dict[str, Any] = Field(default_factory=dict)
+    candidates: str | None = Field(None, description="registered candidates component, e.g. queue, mochi")
+    candidates_args: dict[str, Any] = Field(default_factory=dict)
+    weights: str | None = Field(None, description="registered weights component, e.g. hcl-hardness, meow")
+    weights_args: dict[str, Any] = Field(default_factory=dict)
     temperature: float | None = Field(0.2, gt=0, description="passed to objectives that take one")
     epochs: int = Field(2, ge=1)
     max_steps: int | None = Field(None, ge=1, description="stop after this many optimiser steps in total")

@@ -67,17 +67,76 @@ def build_objective(cfg: TrainConfig) -> tuple[nn.Module, str]:
     except TypeError as e:
         raise ValueError(f"cannot build objective {cfg.objective!r} with objective_args {kwargs}: {e}") from None
     kind = entry.meta.get("input", "views")
-    if kind not in ("views", "pair"):
-        raise ValueError(f"objective {cfg.objective!r} has input={kind!r}; the training loop supports 'views'/'pair'")
+    if kind not in ("views", "pair", "labels"):
+        raise ValueError(
+            f"objective {cfg.objective!r} has input={kind!r}; the training loop supports 'views', 'pair', 'labels'"
+        )
+    if (cfg.candidates is not None or cfg.weights is not None) and kind != "views":
+        raise ValueError(f"candidates/weights need a 'views' objective (ntxent, supcon, dcl, ...); "
+                         f"{cfg.objective!r} has input={kind!r}")
     if kind == "pair" and cfg.views != 2:
         raise ValueError(f"objective {cfg.objective!r} takes a pair of views: use --views 2, got {cfg.views}")
     return obj, kind
 
 
-def call_objective(obj: nn.Module, kind: str, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+def call_objective(obj: nn.Module, kind: str, z: torch.Tensor, labels: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+    """Call an objective by its registered ``input`` kind (``kwargs``: extra columns / weights, views only)."""
     if kind == "pair":
         return obj(z[:, 0], z[:, 1])
-    return obj(z, labels=labels)
+    if kind == "labels":  # margin losses: every view is an embedding labelled by its class
+        return obj(z.flatten(0, 1), labels.repeat_interleave(z.shape[1]))
+    return obj(z, labels=labels, **kwargs)
+
+
+def _build(kind: str, name: str, args: dict[str, Any], defaults: dict[str, Any]) -> Any:
+    """Registered component ``name`` with ``args``; ``defaults`` fill constructor parameters it takes."""
+    entry = registry.get(kind, name)
+    kwargs = dict(args)
+    try:
+        params = inspect.signature(entry.obj).parameters
+    except (TypeError, ValueError):  # pragma: no cover
+        params = {}
+    for key, value in defaults.items():
+        if key in params and key not in kwargs:
+            kwargs[key] = value
+    try:
+        return entry.obj(**kwargs)
+    except TypeError as e:
+        raise ValueError(f"cannot build {kind[:-1]} {name!r} with {kind}_args {kwargs}: {e}") from None
+
+
+class _QueueCandidates(nn.Module):
+    """The MoCo queue as a candidates component: its rows are extra negatives; view 0 is enqueued."""
+
+    def __init__(self, queue: nn.Module):
+        super().__init__()
+        self.queue = queue
+
+    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None, **context: Any):
+        from pairlab.candidates.base import Candidates
+
+        extra = self.queue.negatives().to(z.device, z.dtype)
+        lab = self.queue.negative_labels().to(z.device) if self.queue.with_labels else None
+        return Candidates(extra=extra, extra_labels=lab)
+
+    def update(self, z: torch.Tensor, labels: torch.Tensor | None = None, **context: Any) -> None:
+        self.queue.enqueue(z[:, 0].detach(), labels if self.queue.with_labels else None)
+
+
+def build_pair_components(cfg: TrainConfig, num_samples: int) -> tuple[nn.Module | None, nn.Module | None]:
+    """The configured candidates generator and weights component (``None`` when not set)."""
+    defaults = {"dim": cfg.model.proj_dim, "num_samples": num_samples}
+    gen = None
+    if cfg.candidates is not None:
+        gen = _build("candidates", cfg.candidates, cfg.candidates_args, defaults)
+        from pairlab.candidates.queue import Queue
+
+        if isinstance(gen, Queue):
+            gen = _QueueCandidates(gen)
+        elif not callable(getattr(gen, "forward", None)) or not hasattr(gen, "update"):
+            raise ValueError(f"candidates {cfg.candidates!r} is not a per-step generator usable by the training loop")
+    weights = None if cfg.weights is None else _build("weights", cfg.weights, cfg.weights_args, defaults)
+    return gen, weights
 
 
 def lr_lambda(total: int, warmup: int) -> Callable[[int], float]:
@@ -178,6 +237,9 @@ def train(
     model = build_model(cfg, train_data.x.shape[1]).to(device)
     obj, kind = build_objective(cfg)
     obj = obj.to(device)
+    gen, pair_weights = build_pair_components(cfg, len(train_data))
+    if gen is not None:
+        gen = gen.to(device)
     views = Views(train_data.x.shape[-1], cfg.views, cfg.augment)
     net: nn.Module = model
     if world > 1:
@@ -254,8 +316,21 @@ def train(
                 net.train()
                 opt.zero_grad(set_to_none=True)
 
-                def loss_fn(z: torch.Tensor, labels: torch.Tensor = labels) -> torch.Tensor:
-                    return call_objective(obj, kind, z, labels)
+                seen: dict[str, torch.Tensor] = {}
+
+                def loss_fn(
+                    z: torch.Tensor, labels: torch.Tensor = labels, idx: torch.Tensor = idx, epoch: int = epoch,
+                    seen: dict[str, torch.Tensor] = seen,
+                ) -> torch.Tensor:
+                    seen["z"] = z.detach()
+                    if gen is None:
+                        kw = {} if pair_weights is None else {"weights": pair_weights}
+                        return call_objective(obj, kind, z, labels, **kw)
+                    c = gen(z, labels, ids=idx.to(z.device), epoch=epoch)
+                    zz = c.views_or(z)
+                    if pair_weights is not None and hasattr(pair_weights, "prepare"):
+                        pair_weights.prepare(zz, c.extra, labels)
+                    return call_objective(obj, kind, zz, labels, **c.objective_kwargs(pair_weights))
 
                 if cfg.grad_cache_chunk:
                     from pairlab.gradcache import grad_cache_step
@@ -264,8 +339,14 @@ def train(
                 else:
                     loss = loss_fn(encode(x))
                     loss.backward()
+                if world > 1:  # objective parameters (e.g. a learnable temperature) live outside DDP
+                    from pairlab import distributed
+
+                    distributed.average_gradients(list(obj.parameters()))
                 opt.step()
                 sched.step()
+                if gen is not None and "z" in seen:
+                    gen.update(seen["z"], labels, ids=idx.to(device), epoch=epoch)
                 step += 1
                 lv = float(loss.detach())
                 if not math.isfinite(lv):
