@@ -20,7 +20,13 @@ from pathlib import Path
 import torch
 
 
-def ccs_section(model, tok, n: int, seed: int, nepochs: int, ntries: int, orient_n: int, bs: int) -> dict:
+def _layers(n_states: int, step: int) -> list[int]:
+    keep = list(range(0, n_states, step))
+    return keep if keep[-1] == n_states - 1 else keep + [n_states - 1]
+
+
+def ccs_section(model, tok, n: int, seed: int, nepochs: int, ntries: int, orient_n: int, bs: int,
+                step: int = 1) -> dict:
     from pairlab.probing import ccs_layer_sweep, extract_hidden_states
     from pairlab.probing.prompts import load_pang_lee_polarity, polarity_contrast_prompts
 
@@ -31,8 +37,10 @@ def ccs_section(model, tok, n: int, seed: int, nepochs: int, ntries: int, orient
     y = torch.tensor([labels[i] for i in order])
     pos, neg = polarity_contrast_prompts(sentences)
     t0 = time.time()
-    hp = extract_hidden_states(model, tok, pos, batch_size=bs, suffix_tokens=1, progress=True)
-    hn = extract_hidden_states(model, tok, neg, batch_size=bs, suffix_tokens=1, progress=True)
+    layers = _layers(model.config.num_hidden_layers + 1, step)
+    hp = extract_hidden_states(model, tok, pos, layers=layers, batch_size=bs, suffix_tokens=1, progress=True)
+    hn = extract_hidden_states(model, tok, neg, layers=layers, batch_size=bs, suffix_tokens=1, progress=True)
+    print(f"  hidden states in {time.time() - t0:.0f} s", file=sys.stderr)
     t_extract = time.time() - t0
     half = n // 2
     train, test = torch.arange(half), torch.arange(half, n)
@@ -67,7 +75,7 @@ def ccs_section(model, tok, n: int, seed: int, nepochs: int, ntries: int, orient
     return out
 
 
-def pa_ccs_section(model, tok, n: int, seed: int, nepochs: int, ntries: int, bs: int) -> dict:
+def pa_ccs_section(model, tok, n: int, seed: int, nepochs: int, ntries: int, bs: int, step: int = 1) -> dict:
     from pairlab.probing import CCSProbe, extract_hidden_states, polarity_report
     from pairlab.probing.prompts import load_pang_lee_polarity, negated_polarity_prompts
 
@@ -78,7 +86,10 @@ def pa_ccs_section(model, tok, n: int, seed: int, nepochs: int, ntries: int, bs:
     y = torch.tensor([labels[i] for i in order])
     prompts = negated_polarity_prompts(sentences)
     t0 = time.time()
-    hs = {k: extract_hidden_states(model, tok, v, batch_size=bs, progress=True) for k, v in prompts.items()}
+    layers = _layers(model.config.num_hidden_layers + 1, step)
+    hs = {k: extract_hidden_states(model, tok, v, layers=layers, batch_size=bs, progress=True)
+          for k, v in prompts.items()}
+    print(f"  hidden states in {time.time() - t0:.0f} s", file=sys.stderr)
     t_extract = time.time() - t0
     half = n // 2
     tr, te = torch.arange(half), torch.arange(half, n)
@@ -313,6 +324,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--max-new-tokens", type=int, default=12)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default); 1 is much faster "
+                    "for the many small probe fits on a busy machine")
+    ap.add_argument("--layer-step", type=int, default=1, help="probe every k-th hidden state (always incl. the last)")
     ap.add_argument("--render-only", action="store_true",
                     help="re-make the Markdown and plots from OUT/lm-report.json without running the model")
     args = ap.parse_args(argv)
@@ -325,6 +339,8 @@ def main(argv: list[str] | None = None) -> int:
         (out / "lm-report.md").write_text(markdown(res, res["meta"]["command"], files))
         return 0
     torch.manual_seed(args.seed)
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
     t0 = time.time()
     import transformers
 
@@ -342,10 +358,11 @@ def main(argv: list[str] | None = None) -> int:
 
     print("CCS ...", file=sys.stderr)
     res["ccs"] = ccs_section(model, tok, args.n_ccs, args.seed, args.nepochs, args.ntries, args.orient,
-                             args.batch_size)
+                             args.batch_size, args.layer_step)
     save()
     print("PA-CCS ...", file=sys.stderr)
-    res["pa_ccs"] = pa_ccs_section(model, tok, args.n_pa, args.seed, args.nepochs, args.ntries, args.batch_size)
+    res["pa_ccs"] = pa_ccs_section(model, tok, args.n_pa, args.seed, args.nepochs, args.ntries, args.batch_size,
+                                   args.layer_step)
     save()
     print("AdaCAD ...", file=sys.stderr)
     res["adacad"] = adacad_section(model, tok, args.max_new_tokens)

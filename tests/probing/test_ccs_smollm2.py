@@ -17,7 +17,7 @@ from pairlab.probing.prompts import (  # noqa: E402
 )
 
 pytestmark = pytest.mark.slow
-LAYER = 20  # a middle-to-late layer of the 31 hidden states
+LAYER = 16  # a middle layer of the 31 hidden states (layer choice and numbers: benchmarks/results/lm-report.md)
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +25,7 @@ def polarity_states(smollm2):  # noqa: F811
     model, tok = smollm2
     sents, labels = load_pang_lee_polarity()
     g = torch.Generator().manual_seed(0)
-    idx = torch.randperm(200, generator=g)[:32]
+    idx = torch.randperm(200, generator=g)[:64]
     sents = [sents[i] for i in idx]
     y = torch.tensor([labels[i] for i in idx])
     pos, neg = polarity_contrast_prompts(sents)
@@ -35,15 +35,19 @@ def polarity_states(smollm2):  # noqa: F811
 
 
 def test_ccs_on_smollm2_beats_chance(polarity_states):
+    """64 reviews, 32 to fit the unsupervised probe (Burns' defaults), 32 held out. SmolLM2-135M is a weak
+    sentiment model (zero-shot ~0.5 on this subset, supervised logistic probe 0.6-0.78 across layers with 32
+    training pairs); measured CCS sign-free accuracy here: 0.75. The bound leaves room for platform noise."""
     hp, hn, y, _ = polarity_states
-    assert hp.states.shape == (1, 32, 576)
-    probe = CCSProbe(nepochs=400, ntries=4, lr=1e-2).fit(hp.layer(LAYER)[:16], hn.layer(LAYER)[:16])
-    probe.orient(hp.layer(LAYER)[:4], hn.layer(LAYER)[:4], y[:4])
-    score = probe.evaluate(hp.layer(LAYER)[16:], hn.layer(LAYER)[16:], y[16:])
-    # 16 test reviews; chance is 0.5. The zero-shot answer from the same forward pass is computed for context.
-    zero_shot = float(((hp.suffix_logprob > hn.suffix_logprob).long()[16:] == y[16:]).double().mean())
-    assert score.sign_free_accuracy >= 0.69, (score, zero_shot)
-    assert 0.0 <= zero_shot <= 1.0
+    assert hp.states.shape == (1, 64, 576)
+    a, b = hp.layer(LAYER), hn.layer(LAYER)
+    probe = CCSProbe().fit(a[:32], b[:32])
+    assert probe.loss_ < 0.25  # well below the trivial p = 0.5 solution
+    score = probe.evaluate(a[32:], b[32:], y[32:])
+    zero_shot = float(((hp.suffix_logprob > hn.suffix_logprob).long()[32:] == y[32:]).double().mean())
+    assert score.sign_free_accuracy >= 0.6, (score, zero_shot)
+    probe.orient(a[:8], b[:8], y[:8])
+    assert probe.sign_resolved or probe.orientation_agreement == 0.5
 
 
 def test_contradiction_index_under_negated_prompts(smollm2, polarity_states):  # noqa: F811
