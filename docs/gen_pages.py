@@ -23,6 +23,9 @@ SNIPPETS = {
     "loss = loss_fn(z, labels=labels)",
     "pair": "a, b = torch.randn(32, 128), torch.randn(32, 128)   # two towers, row i paired with row i\n"
     "loss = loss_fn(a, b)",
+    "labels": "embeddings = torch.randn(32, 128)          # [B, D]\n"
+    "labels = torch.randint(0, 4, (32,))\n"
+    "loss = loss_fn(embeddings, labels)",
 }
 
 

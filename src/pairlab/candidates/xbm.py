@@ -60,6 +60,7 @@ class CrossBatchMemory(nn.Module):
         dtype: storage dtype of the memory (float32, also under AMP).
 
     Examples:
+        >>> embeddings, labels = torch.randn(32, 128), torch.randint(0, 4, (32,))
         >>> xbm = CrossBatchMemory(ContrastiveLoss(neg_margin=0.5), dim=128, memory_size=8192)
         >>> loss = xbm(embeddings, labels)                 # embeddings [B, 128], labels [B]
     """

@@ -25,7 +25,8 @@ class BatchHardMiner(Miner):
 
     Examples:
         >>> miner = BatchHardMiner()
-        >>> mined = miner(torch.randn(32, 64), torch.randint(0, 4, (32,)))
+        >>> emb, labels = torch.randn(32, 64), torch.randint(0, 4, (32,))
+        >>> mined = miner(emb, labels)
         >>> loss = TripletMarginLoss(margin=0.2)(emb, labels, mined)
     """
 

@@ -56,6 +56,10 @@ class DBPM(ContrastiveObjective):
         temperature: ``tau`` (official 0.2).
 
     ``last_stats``: ``flagged`` (pairs of the batch with ``w < 1`` or ``!= 1``), ``mean_weight``.
+
+    Examples:
+        >>> loss_fn = DBPM(num_samples=1000)
+        >>> loss = loss_fn(torch.randn(16, 2, 32), index=torch.arange(16))   # dataset indices of the batch
     """
 
     def __init__(

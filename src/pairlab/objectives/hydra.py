@@ -134,6 +134,10 @@ class SimLAP(nn.Module):
         gate_sparsity: weight of the opt-in ``mean(g)`` penalty (0 = off, official).
 
     Call ``obj(z, labels)`` with ``z: [B, K, D]``; ``partner_labels=`` fixes ``y2`` instead of drawing it.
+
+    Examples:
+        >>> loss_fn = SimLAP(num_classes=4, dim=32)
+        >>> loss = loss_fn(torch.randn(16, 2, 32), torch.randint(0, 4, (16,)))
     """
 
     def __init__(
