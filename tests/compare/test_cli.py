@@ -41,14 +41,14 @@ def test_bad_grid_file_exits_2(tmp_path, capsys):
 
 
 def test_dry_run_and_real_run(tmp_path, capsys):
-    args = ["compare", "--objective", "ntxent", "--variant", "mochi:candidates=mochi", *TINY,
+    args = ["compare", "--objective", "ntxent", "--variant", "bad:epochs=0", *TINY,
             "--runs-dir", str(tmp_path / "runs"), "--out", str(tmp_path), "--name", "t"]
     assert main([*args, "--dry-run"]) == 0
     out = capsys.readouterr().out
-    assert "ntxent seed 0: new" in out and "mochi seed 0: rejected" in out
+    assert "ntxent seed 0: new" in out and "bad seed 0: rejected" in out
     assert main([*args, "--quiet", "--no-baselines"]) == 0
     md = (tmp_path / "leaderboard-t.md").read_text()
-    assert "| 1 | ntxent |" in md and "| mochi | 0 | config rejected:" in md
-    assert "pairlab compare --objective ntxent --variant mochi:candidates=mochi" in md
+    assert "| 1 | ntxent |" in md and "| bad | 0 | config rejected:" in md
+    assert "pairlab compare --objective ntxent --variant bad:epochs=0" in md
     assert main([*args, "--dry-run"]) == 0
     assert "ntxent seed 0: done" in capsys.readouterr().out
