@@ -248,6 +248,10 @@ def markdown(res: dict, cmd: str, files: list[str]) -> str:
         f"* Best CCS layer: **{best['layer']}**, sign-free accuracy **{best['sign_free_accuracy']:.3f}**, oriented "
         f"accuracy {best['accuracy'] if best['accuracy'] is None else format(best['accuracy'], '.3f')}.",
         "",
+        "* Layer 0 is the answer token's input embedding, identical within each set, so per-set centring leaves a "
+        f"constant: its accuracy ({c['layers'][0]['sign_free_accuracy']:.3f}) is the test split's majority-class "
+        "rate, the baseline a probe has to beat. With 8 labels the sign can come out wrong (oriented < sign-free).",
+        "",
         "| layer | CCS sign-free | CCS oriented | train loss | supervised LR probe |",
         "|---:|---:|---:|---:|---:|",
     ]
