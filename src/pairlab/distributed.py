@@ -270,15 +270,21 @@ def launch(fn, world_size: int = 2, *, args: tuple = (), backend: str = "gloo", 
             if p.is_alive():
                 p.kill()
                 p.join(5)
+        # report the root cause first: a rank that died without a result, else a rank that raised
+        dead = [r for r in range(world_size) if r not in hung and not os.path.exists(os.path.join(tmp, f"rank{r}.pt"))]
+        then = f"; ranks {hung} then hung and were killed after {2 * timeout}s" if hung else ""
+        if dead:
+            codes = ", ".join(f"rank {r} exited with code {procs[r].exitcode}" for r in dead)
+            raise RuntimeError(f"{codes} and wrote no result (the other ranks' collectives then fail){then}")
+        done = {r: torch.load(os.path.join(tmp, f"rank{r}.pt"), weights_only=False)
+                for r in range(world_size) if r not in hung}
+        failed = [r for r, res in done.items() if "error" in res]
+        if failed:
+            raise RuntimeError("\n".join(f"rank {r} failed:\n{done[r]['error']}" for r in failed) + then)
         if hung:
             raise TimeoutError(f"ranks {hung} did not finish within {2 * timeout}s (a collective hung?)")
         results = []
         for r in range(world_size):
-            path = os.path.join(tmp, f"rank{r}.pt")
-            if not os.path.exists(path):
-                raise RuntimeError(f"rank {r} exited with code {procs[r].exitcode} and wrote no result")
-            res = torch.load(path, weights_only=False)
-            if "error" in res:
-                raise RuntimeError(f"rank {r} failed:\n{res['error']}")
+            res = done[r]
             results.append(res["result"])
         return results

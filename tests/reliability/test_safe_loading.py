@@ -25,7 +25,7 @@ SRC = Path(__file__).resolve().parents[2] / "src" / "pairlab"
 ALLOWED = {
     # distributed.launch reads back the results its own child processes wrote to a private temp dir it created
     # (return values of test functions, arbitrary Python objects); never a user file
-    ("distributed.py", "torch.load(path, weights_only=False)"),
+    ("distributed.py", 'torch.load(os.path.join(tmp, f"rank{r}.pt"), weights_only=False)'),
 }
 UNSAFE = [
     # a torch.load call (arguments with one level of nested parentheses) that does not pass weights_only=True
