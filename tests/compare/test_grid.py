@@ -176,14 +176,14 @@ def test_resume_reuses_finished_runs_and_reruns_changed_config(tmp_path):
 
 def test_failing_and_rejected_variants_are_rows(tmp_path):
     fake = FakeTrainer(fail={"dcl"})
-    variants = [*objective_variants("ntxent,dcl"), Variant("ntxent-mochi", {"candidates": "mochi"})]
+    variants = [*objective_variants("ntxent,dcl"), Variant("ntxent-mochi", {"candidate": "mochi"})]
     rows = compare(variants, [0, 1], TINY, tmp_path, runs_dir=tmp_path / "runs", quiet=True, plots=False,
                    backend=Backend(fake, fake_baselines))
     by = {(r["variant"], r["seed"]): r for r in rows if r["kind"] == "run"}
     assert by[("ntxent", 1)]["ok"] and by[("ntxent", 1)]["knn_acc"] == 0.7
     assert not by[("dcl", 0)]["ok"] and by[("dcl", 0)]["error"] == "RuntimeError: dcl exploded"
     assert not by[("ntxent-mochi", 0)]["ok"]
-    assert "config rejected" in by[("ntxent-mochi", 0)]["error"] and "'candidates'" in by[("ntxent-mochi", 0)]["error"]
+    assert "config rejected" in by[("ntxent-mochi", 0)]["error"] and "'candidate'" in by[("ntxent-mochi", 0)]["error"]
     assert ("ntxent-mochi" not in {c[0] for c in fake.calls}) and len(fake.calls) == 4
     md = (tmp_path / "leaderboard.md").read_text()
     assert "## Runs that did not train" in md and "RuntimeError: dcl exploded" in md
