@@ -90,3 +90,14 @@ def test_bad_inputs() -> None:
         propensity(torch.tensor([float("nan")]), torch.tensor([0]))
     with pytest.raises(ValueError, match="shape"):
         propensity(torch.rand(3), torch.tensor([0, 1]))
+
+
+def test_empty_covariate_is_a_named_value_error() -> None:
+    """Issue #9: an empty covariate used to reach ``x.min()`` and raise a raw RuntimeError."""
+    empty_x, empty_y = torch.zeros(0, dtype=torch.float64), torch.zeros(0, dtype=torch.long)
+    for call in (lambda: InversePropensityPairSampler(empty_x, empty_y, bins=2, min_count=1),
+                 lambda: registry.build("weights", "ipw-sampler").bind(empty_x, empty_y),
+                 lambda: propensity(empty_x, empty_y),
+                 lambda: inverse_propensity_weights(empty_x, empty_y)):
+        with pytest.raises(ValueError, match=r"covariate and labels must hold at least one pair"):
+            call()

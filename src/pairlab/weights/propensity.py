@@ -53,6 +53,8 @@ def _histogram(
     y = check_tensor("labels", labels)
     if x.ndim != 1 or y.shape != x.shape:
         raise ValueError(f"covariate and labels must both have shape [P], got {tuple(x.shape)} and {tuple(y.shape)}")
+    if x.numel() == 0:
+        raise ValueError("covariate and labels must hold at least one pair (shape [P] with P >= 1), got shape (0,)")
     if not isinstance(bins, int) or bins < 1:
         raise ValueError(f"bins must be an integer >= 1, got {bins!r}")
     b = _bin(x.detach().double(), bins, lo, hi)
