@@ -33,7 +33,7 @@ def print_summary(metrics: dict[str, Any], title: str = "frozen-feature evaluati
         extra.append(f"load {metrics['load_avg_end'][0]:.1f}")
     console.print("  ".join(extra))
     if "run_dir" in metrics:
-        files = "config.yaml, metrics.json, metrics.jsonl, checkpoint.pt, *.png"
+        files = "config.yaml, metrics.json, metrics.jsonl, metrics.csv, tensorboard/, checkpoint.pt, *.png"
         console.print(f"artefacts in {metrics['run_dir']}/ ({files})")
 
 
@@ -59,6 +59,8 @@ def register(app: typer.Typer) -> None:
         device: str = typer.Option(None, "--device", help="cpu | cuda | ..."),
         resume: bool = typer.Option(False, "--resume", help="Continue runs/<name>/ from its checkpoint."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run directory."),
+        logger: str = typer.Option(None, "--logger", help="Tracking: tensorboard,csv (default) | mlflow | none "
+                                   "(comma-separated; files in runs/<name>/)."),
         quiet: bool = typer.Option(False, "--quiet", help="No progress bar or table."),
     ) -> None:
         """Train an encoder with a contrastive objective, then evaluate it (default: Fashion-MNIST, NT-Xent)."""
@@ -83,6 +85,10 @@ def register(app: typer.Typer) -> None:
             "grad_cache_chunk": grad_cache_chunk,
             "device": device,
         }
+        if logger is not None:
+            from pairlab.train.tracking import parse_loggers
+
+            overrides["loggers"] = parse_loggers(logger)  # ValueError listing the choices -> exit 2
         if config is not None:
             from pairlab.train.config import read_yaml
 

@@ -14,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from pairlab.data.views import AugmentConfig
+from pairlab.train.tracking import DEFAULT_LOGGERS, parse_loggers
 
 
 class ModelConfig(BaseModel):
@@ -70,10 +71,18 @@ class TrainConfig(BaseModel):
     device: str = "cpu"
     runs_dir: str = "runs"
     checkpoint_every: int | None = Field(None, ge=1, description="also checkpoint every N steps (epoch ends always)")
+    loggers: list[str] = Field(default_factory=lambda: list(DEFAULT_LOGGERS),
+                               description="tracking backends: tensorboard, csv, mlflow ([] or none: off)")
     model: ModelConfig = Field(default_factory=ModelConfig)
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
     # the 5-minute demo probes on the first 20k training images (balanced classes); configs/fmnist-long.yaml uses all
     eval: EvalConfig = Field(default_factory=lambda: EvalConfig(train_subset=20000))
+
+    @field_validator("loggers", mode="before")
+    @classmethod
+    def _known_loggers(cls, v: Any) -> list[str]:
+        """A list or comma-separated string of :data:`pairlab.train.tracking.LOGGERS` names."""
+        return parse_loggers(v if isinstance(v, (str, list, tuple)) else [v])
 
     @field_validator("name")
     @classmethod
