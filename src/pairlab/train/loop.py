@@ -241,6 +241,11 @@ def train(
     if gen is not None:
         gen = gen.to(device)
     views = Views(train_data.x.shape[-1], cfg.views, cfg.augment)
+    hist_probe = None  # per-epoch pos/neg score histograms of a fixed held-out batch (RUN/score_hist.jsonl)
+    if is_main and len(test_data) >= 2:
+        from pairlab.report.html import EpochHistograms
+
+        hist_probe = EpochHistograms(test_data.x, views, cfg.seed)
     net: nn.Module = model
     if world > 1:
         net = nn.parallel.DistributedDataParallel(model)
@@ -372,6 +377,8 @@ def train(
                     }
                     with open(run_dir / "metrics.jsonl", "a") as f:
                         f.write(json.dumps(row) + "\n")
+                    if hist_probe is not None:
+                        hist_probe.append(run_dir / "score_hist.jsonl", model, epoch + 1, step, device)
                     if progress is None:
                         say(f"epoch {epoch + 1}/{cfg.epochs} step {step}/{total} loss {row['loss']:.4f} "
                             f"{row['images_per_s']:.0f} img/s")
@@ -398,6 +405,9 @@ def train(
     metrics["versions"] = {"torch": torch.__version__, "python": sys.version.split()[0]}
     if is_main:
         (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+        from pairlab.report.html import write_run_report
+
+        write_run_report(run_dir, plots=cfg.eval.plots)
     return metrics
 
 
@@ -455,4 +465,7 @@ def evaluate_saved_run(run_dir: str | os.PathLike, quiet: bool = False) -> dict[
     old = json.loads(path.read_text()) if path.is_file() else {}
     old.update(metrics)
     path.write_text(json.dumps(old, indent=2))
+    from pairlab.report.html import write_run_report
+
+    write_run_report(run_dir, plots=cfg.eval.plots)
     return old
