@@ -454,6 +454,9 @@ def compare(
     rows = sorted_rows(rows, variants) + base_rows
     write_leaderboard(rows, out_dir, name=name, command=command, base=base, variants=variants, seeds=seeds,
                       notes=notes, title=title, plot=plots)
+    from pairlab.report.html import write_compare_report
+
+    write_compare_report(out_dir, name, title=title, command=command)
     return rows
 
 
