@@ -108,17 +108,39 @@ def _mochi_identical_every_step(rank: int, world: int) -> int:
 def _interclr_identical_every_step(rank: int, world: int) -> int:
     n, d = 24, 8
     feats = torch.randn(n, d, generator=torch.Generator().manual_seed(0))  # the same dataset features everywhere
-    gen = registry.build("candidates", "interclr", num_clusters=3, neg_num=4, pool=8, min_cluster=1,
-                         centroid_every=2, seed=0)
+    kw = dict(num_clusters=3, neg_num=4, pool=8, min_cluster=3, centroid_every=2, seed=0)
+    gen = registry.build("candidates", "interclr", **kw)
     gen.init_memory(feats)
-    torch.manual_seed(300 + rank)
+    with distributed.local_only():  # the single-process reference sees the whole global batch
+        ref = registry.build("candidates", "interclr", **kw)
+        ref.init_memory(feats)
+    # init_memory keeps rank 0's memory even when the ranks' feature extractions differ slightly ...
+    other = registry.build("candidates", "interclr", **kw)
+    other.init_memory(feats + 1e-3 * rank * torch.randn(n, d))
+    assert torch.equal(other.bank, ref.bank) and torch.equal(other.labels, ref.labels)
+    # ... and refuses, on every rank, features of different shapes (not the whole dataset everywhere)
+    with pytest.raises(ValueError, match=r"features must have the same shape \[N, D\] on every rank"):
+        other.init_memory(feats[: n - rank])
+    data = torch.Generator().manual_seed(300)  # the global batch, drawn identically on every rank
+    torch.manual_seed(400 + rank)  # local draws (sampling) differ per rank
     checked = 0
     for step in range(10):
-        ids = torch.arange(rank * 4, rank * 4 + 4) + 8 * (step % 3)  # each rank its own samples
-        z = torch.randn(4, 2, d)
-        gen.update(z, ids=ids)
+        sizes = [3, 5]  # uneven per-rank batches; the gathered batch has 8 rows
+        ids = torch.randperm(n, generator=data)[:8]
+        if step % 4 == 3:
+            ids[5] = ids[0]  # the same sample on both ranks (DistributedSampler padding): the last write wins
+        z = torch.randn(8, 2, d, generator=data)
+        lo = sum(sizes[:rank])
+        gen(z[lo : lo + sizes[rank]], ids=ids[lo : lo + sizes[rank]])  # local sampling consumes each rank's rng
+        gen.update(z[lo : lo + sizes[rank]], ids=ids[lo : lo + sizes[rank]])
+        with distributed.local_only():
+            ref.update(z, ids=ids)
         assert _same_on_all_ranks(gen.bank), f"InterCLR memory bank differs across ranks at step {step}"
         assert _same_on_all_ranks(gen.labels), f"InterCLR pseudo-labels differ across ranks at step {step}"
+        assert _same_on_all_ranks(gen.centroids), f"InterCLR centroids differ across ranks at step {step}"
+        assert torch.equal(gen.bank, ref.bank), f"2 ranks != 1 process (bank) at step {step}"
+        assert torch.equal(gen.labels, ref.labels), f"2 ranks != 1 process (pseudo-labels) at step {step}"
+        assert gen.last_stats == ref.last_stats, f"change_ratio is not the global one at step {step}"
         checked += 1
     return checked
 
@@ -131,10 +153,5 @@ def test_mochi_queue_identical_across_ranks_every_step():
     assert distributed.launch(_mochi_identical_every_step, 2, timeout=60.0) == [15, 15]
 
 
-@pytest.mark.xfail(strict=True, raises=RuntimeError, reason=(
-    "InterCLR bug (helper H, candidates/interclr.py): update() writes only this rank's keys into its own bank and "
-    "relabels only its own ids; nothing is gathered, so memory banks, pseudo-labels and centroids drift apart "
-    "across ranks (the PML #639 failure mode the Queue avoids). Fix: gather ids and keys with "
-    "distributed.gather_no_grad (rank order) before writing, as Queue.enqueue does."))
 def test_interclr_bank_and_pseudo_labels_identical_across_ranks_every_step():
     assert distributed.launch(_interclr_identical_every_step, 2, timeout=60.0) == [10, 10]

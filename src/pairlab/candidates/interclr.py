@@ -14,6 +14,16 @@ Memory bank ``M [N, D]`` (unit rows, one per dataset index), pseudo-labels ``c [
   cluster re-seeds by splitting the largest cluster with 2-means. Deviation: the official hook runs the
   small-cluster step every iteration; here at the centroid refresh (same fixed point, less work).
 
+Distributed (torch.distributed): the memory is replicated, one full copy per rank, and must stay identical.
+:meth:`InterCLR.update` is a collective: it all-gathers every rank's keys and ids (global dataset indices) in
+rank order and every rank applies the same write, relabel and centroid refresh (seeded k-means, same data);
+the refreshed pseudo-labels and centroids are then broadcast from rank 0, so floating-point non-determinism of
+a device (e.g. CUDA ``index_add_``) cannot make them drift either. :meth:`InterCLR.init_memory` keeps rank 0's
+result (the whole dataset's features must have the same shape on every rank). Sampling (``forward``,
+:meth:`InterCLR.sample`) stays local: each rank draws candidates for its own anchors from the shared memory.
+An id present several times in one gathered batch (e.g. ``DistributedSampler`` padding) is written once, with
+its last key in rank order (deterministic, unlike an indexed assignment with repeated indices).
+
 Inter-image candidates for the anchor ``q`` (:meth:`InterCLR.sample`): the **positive** is one uniformly
 random memory entry with the anchor's pseudo-label (it may be its own slot); **negatives** (``"semihard"``,
 default) are ``neg_num`` draws without replacement from the ``pool`` most similar entries, resampled while
@@ -38,7 +48,9 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+import torch.distributed as dist
 
+from pairlab import distributed
 from pairlab._validate import check_choice, check_embeddings, check_positive
 from pairlab.candidates.base import CandidateGenerator, Candidates, check_ids, check_views
 from pairlab.registry import register
@@ -46,6 +58,16 @@ from pairlab.scores import normalize
 from pairlab.weights.meow import spherical_kmeans
 
 SAMPLINGS = ("semihard", "hard", "random", "semieasy")
+
+
+def _last_per_id(ids: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Unique ``ids`` with the row of each one's last occurrence (all of them when ``ids`` has no repeat)."""
+    uniq, inv = torch.unique(ids, return_inverse=True)
+    if uniq.numel() == ids.numel():
+        return ids, rows
+    pos = torch.arange(ids.numel(), device=ids.device)
+    last = torch.full((uniq.numel(),), -1, dtype=torch.long, device=ids.device).scatter_reduce_(0, inv, pos, "amax")
+    return uniq, rows[last]
 
 
 @register("candidates", "interclr", paper="Xie et al. 2022 (InterCLR, IJCV)", needs=["ids", "init_memory"],
@@ -111,9 +133,25 @@ class InterCLR(CandidateGenerator):
     def init_memory(self, features: torch.Tensor) -> None:
         """Bank = unit ``features [N, D]`` of the whole dataset; labels/centroids from k-means."""
         check_embeddings("features", features, 2, "[N, D]")
+        if distributed.is_active():  # one collective check, so that no rank waits alone in the broadcast below
+            shapes = distributed.gather_no_grad(torch.tensor([list(features.shape)], device=features.device))
+            if not bool((shapes == shapes[0]).all()):
+                raise ValueError(f"features must have the same shape [N, D] on every rank (the whole dataset), got "
+                                 f"{[tuple(r) for r in shapes.tolist()]} by rank")
         x = normalize(features.detach()).float()
         c, assign = spherical_kmeans(x, min(self.num_clusters, x.shape[0]), seed=self.seed)
         self.bank, self.labels, self.centroids = x.clone(), assign.clone(), c.clone()
+        self._broadcast_from_rank0(features.device, "bank", "labels", "centroids")
+
+    def _broadcast_from_rank0(self, device: torch.device, *names: str) -> None:
+        """Overwrite the named buffers with rank 0's (collectives on ``device``); no-op on a single process."""
+        if not distributed.is_active():
+            return
+        for name in names:
+            buf = getattr(self, name)
+            t = buf.to(device).contiguous()
+            dist.broadcast(t, src=0)
+            buf.copy_(t.to(buf.device))
 
     def _need_memory(self) -> None:
         if self.bank.shape[0] == 0:
@@ -139,8 +177,9 @@ class InterCLR(CandidateGenerator):
                 if idx.numel() < 2:
                     break
                 cent, part = spherical_kmeans(self.bank[idx], 2, niter=10, seed=self.seed + c)
-                if bool((part == part[0]).all()):  # 2-means failed: random halves
-                    part = torch.randperm(idx.numel(), generator=self.gen).to(idx.device) % 2
+                if bool((part == part[0]).all()):  # 2-means failed: random halves (a generator every rank shares)
+                    g = torch.Generator().manual_seed(self.seed + 1_000_003 * self.steps + c)
+                    part = torch.randperm(idx.numel(), generator=g).to(idx.device) % 2
                 self.labels[idx[part == 1]] = c
                 for cc in (big, c):
                     rows = self.bank[self.labels == cc]
@@ -148,11 +187,22 @@ class InterCLR(CandidateGenerator):
 
     @torch.no_grad()
     def update(self, z: torch.Tensor, labels: torch.Tensor | None = None, **context: Any) -> None:
-        """Write the key view into the bank at ``ids``, relabel them, refresh centroids on schedule."""
+        """Write the key view into the bank at ``ids``, relabel them, refresh centroids on schedule.
+
+        ``ids [B]`` (context) are global dataset indices. On several ranks this is a collective (call it on
+        every rank, after the step): the keys and ids of all ranks are gathered in rank order first, so every
+        rank writes the same rows and the bank, pseudo-labels and centroids stay identical. ``labels`` (class
+        labels) are not used: the pseudo-labels come from the memory itself.
+        """
         self._need_memory()
         z, _ = check_views(z, None)
-        ids = check_ids(context.get("ids"), z.shape[0], self.bank.shape[0]).to(self.bank.device)
-        k = normalize(z[:, self.key_view].detach()).to(self.bank)
+        ids = check_ids(context.get("ids"), z.shape[0], self.bank.shape[0])
+        dev = z.device  # collectives run on the batch's device (NCCL needs CUDA tensors)
+        k = normalize(z[:, self.key_view].detach()).to(self.bank.dtype)
+        rows = distributed.sizes(z.shape[0], dev)
+        k = distributed.gather_no_grad(k, rows).to(self.bank.device)
+        ids = distributed.gather_no_grad(ids.to(dev), rows).to(self.bank.device)
+        ids, k = _last_per_id(ids, k)
         self.bank[ids] = normalize((1 - self.momentum) * self.bank[ids] + self.momentum * k)
         new = (self.bank[ids] @ self.centroids.T).argmax(dim=1)
         self.last_stats = {"change_ratio": float((new != self.labels[ids]).float().mean())}
@@ -160,6 +210,7 @@ class InterCLR(CandidateGenerator):
         self.steps += 1
         if self.steps % self.centroid_every == 0:
             self._refresh_centroids()
+            self._broadcast_from_rank0(dev, "labels", "centroids")
 
     # ----- sampling -----
     @torch.no_grad()
