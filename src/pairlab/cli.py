@@ -27,7 +27,7 @@ def _root() -> None:
 
 # modules that add commands with `register(app)`
 COMMAND_MODULES: list[str] = ["pairlab.train.cli", "pairlab.bench.cli", "pairlab.hardness", "pairlab.compare.cli",
-                             "pairlab.domains", "pairlab.report.html"]
+                             "pairlab.domains", "pairlab.report.html", "pairlab.report.overlay"]
 
 
 @app.command("list")
