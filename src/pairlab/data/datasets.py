@@ -89,8 +89,23 @@ def _digits(split: str, size: int) -> tuple[torch.Tensor, torch.Tensor]:
     return (images.clamp(0, 1) * 255).round().to(torch.uint8), labels
 
 
-def load_dataset(name: str, split: str = "train", data_dir: str | os.PathLike | None = None) -> ImageData:
-    """Look up a registered data set by name and load ``split``."""
+def load_dataset(name: str, split: str = "train", data_dir: str | os.PathLike | None = None, *,
+                 image_size: int | None = None, image_mode: str = "auto") -> ImageData:
+    """Load ``split`` of a registered data set, or of the user's ``folder:PATH`` / ``npz:PATH`` / ``parquet:PATH``.
+
+    ``image_size`` / ``image_mode`` apply to the user's data only (see :mod:`pairlab.data.user`).
+    """
+    if ":" in name:
+        from pairlab.data.user import load_user
+
+        return load_user(name, split, data_dir, image_size=image_size, image_mode=image_mode)
+    from pairlab.registry import available
+
+    if name not in available("datasets"):
+        from pairlab.data.user import PREFIXES
+
+        raise ValueError(f"unknown dataset {name!r}; valid choices: {available('datasets')}, or your own data as "
+                         f"{', '.join(p + ':PATH' for p in PREFIXES)}")
     return get("datasets", name).obj(split=split, data_dir=data_dir)
 
 

@@ -48,8 +48,14 @@ class TrainConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     name: str = "fmnist-ntxent"
-    dataset: str = "fmnist"
+    dataset: str = Field("fmnist", description="registered data set (fmnist, digits) or your own data: folder:PATH "
+                         "(images), npz:PATH / parquet:PATH (arrays, embeddings), csv:PATH (text)")
     data_dir: str | None = None
+    image_size: int | None = Field(None, ge=4, description="user images resized to this square side "
+                                   "(folder: default 28; arrays: kept unless not square)")
+    image_mode: str = Field("auto", pattern="^(auto|L|RGB)$", description="user images: grayscale L, RGB, or auto "
+                            "(from the first image)")
+    text_column: str | None = Field(None, description="csv:PATH: the text column (default: text or sentence)")
     objective: str = "ntxent"
     objective_args: dict[str, Any] = Field(default_factory=dict)
     candidates: str | None = Field(None, description="registered candidates component, e.g. queue, mochi")

@@ -36,6 +36,7 @@ from torch import nn
 
 from pairlab import registry
 from pairlab.data.datasets import ImageData, load_dataset
+from pairlab.data.user import build_views, data_options
 from pairlab.data.views import Views
 from pairlab.models.encoder import Encoder
 from pairlab.train.checkpoint import load_checkpoint, load_latest, previous_path, save_checkpoint
@@ -44,12 +45,25 @@ from pairlab.train.config import TrainConfig, dump_config, make_config, read_yam
 CHECKPOINT = "checkpoint.pt"
 
 
-def build_model(cfg: TrainConfig, in_channels: int = 1) -> Encoder:
-    """The encoder, initialised from ``cfg.seed`` without touching the global RNG stream."""
+def build_model(cfg: TrainConfig, in_channels: int = 1, vector_dim: int | None = None) -> nn.Module:
+    """The encoder, initialised from ``cfg.seed`` without touching the global RNG stream.
+
+    With ``vector_dim`` (vector data ``[N, D]`` from ``npz:`` / ``parquet:``): :class:`pairlab.data.user.MLPEncoder`
+    with backbone widths ``(model.hidden_dim, model.widths[-1])`` instead of the CNN.
+    """
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
         m = cfg.model
+        if vector_dim is not None:
+            from pairlab.data.user import MLPEncoder
+
+            return MLPEncoder(vector_dim, (m.hidden_dim, m.widths[-1]), m.hidden_dim, m.proj_dim)
         return Encoder(in_channels, m.widths, m.blocks, m.hidden_dim, m.proj_dim, m.stem_stride)
+
+
+def model_for(cfg: TrainConfig, x: torch.Tensor) -> nn.Module:
+    """The encoder for data ``x``: the CNN for images ``[N, C, H, W]``, the MLP for vectors ``[N, D]``."""
+    return build_model(cfg, x.shape[1], x.shape[1] if x.ndim == 2 else None)
 
 
 def build_objective(cfg: TrainConfig) -> tuple[nn.Module, str]:
@@ -216,6 +230,10 @@ def train(
     ``_stop_after_steps`` ends the process-local run after that many steps *without* a final checkpoint
     (a stand-in for a killed job, used by the resume tests); it then returns ``{"stopped_at": step}``.
     """
+    if cfg.dataset.startswith("csv:"):  # text: SimCSE fine-tuning of MiniLM (pairlab.data.user.train_text)
+        from pairlab.data.user import train_text
+
+        return train_text(cfg, overwrite=overwrite, quiet=quiet, resume=resume)
     t_start, cpu_start = time.perf_counter(), time.process_time()
     load_start = os.getloadavg()
     rank, world = _setup_distributed()
@@ -231,16 +249,16 @@ def train(
         torch.use_deterministic_algorithms(True)
     device = torch.device(cfg.device)
 
-    full_train = load_dataset(cfg.dataset, "train", cfg.data_dir)
+    full_train = load_dataset(cfg.dataset, "train", cfg.data_dir, **data_options(cfg))
     train_data = full_train.subset(cfg.train_subset)
-    test_data = load_dataset(cfg.dataset, "test", cfg.data_dir)
-    model = build_model(cfg, train_data.x.shape[1]).to(device)
+    test_data = load_dataset(cfg.dataset, "test", cfg.data_dir, **data_options(cfg))
+    model = model_for(cfg, train_data.x).to(device)
     obj, kind = build_objective(cfg)
     obj = obj.to(device)
     gen, pair_weights = build_pair_components(cfg, len(train_data))
     if gen is not None:
         gen = gen.to(device)
-    views = Views(train_data.x.shape[-1], cfg.views, cfg.augment)
+    views = build_views(cfg, train_data)  # image Views, or VectorViews for [N, D] data
     hist_probe = None  # per-epoch pos/neg score histograms of a fixed held-out batch (RUN/score_hist.jsonl)
     if is_main and len(test_data) >= 2:
         from pairlab.report.html import EpochHistograms
@@ -422,11 +440,14 @@ def evaluate_run(
     device: str = "cpu",
 ) -> dict[str, Any]:
     """Frozen-feature evaluation with baselines, plus plots in ``run_dir``."""
+    from pairlab.data import user
     from pairlab.train.evaluate import evaluate
 
+    if user.is_vector(train_data) or user.is_unlabelled(train_data):  # vector views / geometry-only evaluation
+        evaluate = user.evaluate
     t0, c0 = time.perf_counter(), time.process_time()
     metrics, arrays = evaluate(model, train_data, test_data, cfg.eval, views=views,
-                               random_model=build_model(cfg, train_data.x.shape[1]).to(device),
+                               random_model=model_for(cfg, train_data.x).to(device),
                                seed=cfg.seed, device=device)
     metrics["eval_s"] = time.perf_counter() - t0
     metrics["eval_cpu_s"] = time.process_time() - c0
@@ -444,8 +465,11 @@ def load_run(run_dir: str | os.PathLike) -> tuple[TrainConfig, Encoder, dict[str
         raise FileNotFoundError(f"{str(run_dir)!r} is not a run directory (no config.yaml)")
     cfg = make_config(read_yaml(run_dir / "config.yaml"), source=str(run_dir / "config.yaml"))
     state = load_checkpoint(run_dir / CHECKPOINT)
-    in_channels = state["model"]["backbone.stem.0.weight"].shape[1]
-    model = build_model(cfg, in_channels)
+    sd = state["model"]
+    if "backbone.stem.0.weight" in sd:
+        model = build_model(cfg, sd["backbone.stem.0.weight"].shape[1])
+    else:  # vector data: MLPEncoder (pairlab.data.user)
+        model = build_model(cfg, vector_dim=sd["backbone.0.weight"].shape[1])
     model.load_state_dict(state["model"])
     return cfg, model, state
 
@@ -455,9 +479,9 @@ def evaluate_saved_run(run_dir: str | os.PathLike, quiet: bool = False) -> dict[
     run_dir = Path(run_dir)
     cfg, model, state = load_run(run_dir)
     t0 = time.perf_counter()
-    train_data = load_dataset(cfg.dataset, "train", cfg.data_dir)
-    test_data = load_dataset(cfg.dataset, "test", cfg.data_dir)
-    views = Views(train_data.x.shape[-1], cfg.views, cfg.augment)
+    train_data = load_dataset(cfg.dataset, "train", cfg.data_dir, **data_options(cfg))
+    test_data = load_dataset(cfg.dataset, "test", cfg.data_dir, **data_options(cfg))
+    views = build_views(cfg, train_data)
     metrics = evaluate_run(cfg, model, train_data, test_data, views, run_dir, list(state["history"]))
     metrics.update({"run_dir": str(run_dir), "steps": int(state["step"]), "wall_s": time.perf_counter() - t0,
                     "load_avg_end": list(os.getloadavg())})
