@@ -44,7 +44,9 @@ def register(app: typer.Typer) -> None:
         objective: str = typer.Option(None, "--objective", help="Registered objective name (pairlab list)."),
         candidates: str = typer.Option(None, "--candidates", help="Candidates component (queue, mochi, ...)."),
         weights: str = typer.Option(None, "--weights", help="Weights component (hardness, meow, ...)."),
-        dataset: str = typer.Option(None, "--dataset", help="fmnist | digits."),
+        dataset: str = typer.Option(None, "--dataset", help="fmnist | digits | your data: folder:PATH (images, "
+                                    "one sub-folder per class or unlabelled), npz:PATH / parquet:PATH (x, optional y), "
+                                    "csv:PATH (text column + optional label)."),
         epochs: int = typer.Option(None, "--epochs"),
         batch_size: int = typer.Option(None, "--batch-size"),
         views: int = typer.Option(None, "--views", help="Views per image K."),
