@@ -113,3 +113,63 @@ def test_registry_and_bad_input():
         obj(torch.randn(4, 1, 3), index=torch.arange(4))
     with pytest.raises(ValueError, match="NaN"):
         obj(torch.full((4, 2, 3), float("inf")), index=torch.arange(4))
+
+
+TINY_RUN = """
+dataset: digits
+epochs: 2
+batch_size: 64
+train_subset: 128
+max_steps: 3
+model: {widths: [8, 16], hidden_dim: 32, proj_dim: 16}
+eval: {linear_max_iter: 30, geometry_samples: 64, plots: false}
+"""
+
+
+@pytest.mark.slow  # ~10-25 s: a real CLI run (training, evaluation, checkpoint)
+def test_pairlab_train_passes_indices_and_epochs(tmp_path):
+    """`pairlab train --objective dbpm`: the loop fills num_samples / max_epochs, passes the batch's dataset
+    indices (every index of epoch 0 lands in memory column 0) and calls set_epoch (epoch 1 uses column 1)."""
+    import json
+
+    from pairlab.cli import main
+    from pairlab.train.checkpoint import load_checkpoint
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(TINY_RUN + "objective_args: {warm_epochs: 1}\n")
+    rc = main(["train", "--config", str(cfg), "--objective", "dbpm", "--runs-dir", str(tmp_path), "--name", "d",
+               "--quiet"])
+    assert rc == 0
+    m = json.loads((tmp_path / "d" / "metrics.json").read_text())
+    assert m["steps"] == 3 and all(math.isfinite(m[k]) for k in ("linear_acc", "knn_acc", "alignment"))
+    mem = load_checkpoint(tmp_path / "d" / "checkpoint.pt")["objective"]
+    assert mem["memory.memory"].shape == (128, 2)  # num_samples = train subset, max_epochs = epochs
+    assert torch.isfinite(mem["memory.memory"][:, 0]).all()  # 2 steps x 64: each index seen once
+    assert int(torch.isfinite(mem["memory.memory"][:, 1]).sum()) == 64  # one step of epoch 1
+    assert torch.isfinite(mem["memory.mu"]) and float(mem["memory.sigma"]) > 0  # set_epoch(1) after warm-up
+
+
+def test_loop_helpers_pass_index_and_set_epoch():
+    """build_objective fills num_samples / max_epochs; call_objective passes index and calls set_epoch on change."""
+    from pairlab.train.config import make_config
+    from pairlab.train.loop import build_objective, call_objective
+
+    obj, kind = build_objective(make_config({"objective": "dbpm", "epochs": 3, "objective_args": {"warm_epochs": 1}}),
+                                {"num_samples": 8})
+    assert obj.memory.memory.shape == (8, 3) and obj.pairlab_needs == ("index", "set_epoch")
+    torch.manual_seed(0)
+    z, lab = torch.randn(8, 2, 16), torch.zeros(8, dtype=torch.long)
+    call_objective(obj, kind, z[:4], lab[:4], index=torch.tensor([7, 5, 3, 1]), epoch=0)
+    call_objective(obj, kind, z[4:], lab[4:], index=torch.tensor([6, 4, 2, 0]), epoch=0)
+    with torch.no_grad():  # each batch's losses land in the rows of its own dataset indices
+        ref = torch.cat([per_sample_ntxent(z[:4], obj.temperature.scale()),
+                         per_sample_ntxent(z[4:], obj.temperature.scale())])
+    torch.testing.assert_close(obj.memory.memory[[7, 5, 3, 1, 6, 4, 2, 0], 0].float(), ref)
+    assert obj.memory.epoch == 0 and torch.isnan(obj.memory.mu)
+    call_objective(obj, kind, z[:4], lab[:4], index=torch.tensor([0, 1, 2, 3]), epoch=1)  # new epoch -> set_epoch
+    assert obj.memory.epoch == 1 and torch.isfinite(obj.memory.mu)
+    assert int(torch.isfinite(obj.memory.memory[:, 1]).sum()) == 4
+    with pytest.raises(ValueError, match="index"):  # a missing index is a clear error, not an unweighted loss
+        call_objective(obj, kind, z[:4], lab[:4])
+    with pytest.raises(ValueError, match="num_samples"):
+        build_objective(make_config({"objective": "dbpm"}))

@@ -148,3 +148,44 @@ def test_registry_and_bad_input():
     with pytest.raises(ValueError, match="partner class"):
         gated_multipos_loss(torch.randn(2, 3), torch.randn(2, 3), torch.ones(2, 3), torch.tensor([0, 0]),
                             torch.tensor([1, 1]), torch.tensor([0, 0]), 10.0)
+
+
+@pytest.mark.slow  # ~10-20 s: a real CLI run (training, evaluation, checkpoint)
+def test_pairlab_train_fills_num_classes_and_dim(tmp_path):
+    """`pairlab train --objective simlap` needs no objective_args: num_classes from the data set (digits: 10),
+    dim from model.proj_dim (16); a 3-step run ends with finite metrics."""
+    import json
+    import math
+
+    from pairlab.cli import main
+    from pairlab.train.checkpoint import load_checkpoint
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("dataset: digits\nepochs: 2\nbatch_size: 64\ntrain_subset: 128\nmax_steps: 3\n"
+                   "model: {widths: [8, 16], hidden_dim: 32, proj_dim: 16}\n"
+                   "objective_args: {gate_in_dim: 16, gate_mlp_dim: 16}\n"
+                   "eval: {linear_max_iter: 30, geometry_samples: 64, plots: false}\n")
+    rc = main(["train", "--config", str(cfg), "--objective", "simlap", "--runs-dir", str(tmp_path), "--name", "s",
+               "--quiet"])
+    assert rc == 0
+    m = json.loads((tmp_path / "s" / "metrics.json").read_text())
+    assert m["steps"] == 3 and all(math.isfinite(m[k]) for k in ("linear_acc", "knn_acc", "alignment"))
+    state = load_checkpoint(tmp_path / "s" / "checkpoint.pt")["objective"]
+    assert state["gate.embed.weight"].shape == (10, 16)
+    assert [v.shape[0] for k, v in state.items() if k.endswith("weight") and v.ndim == 2][-1] == 16
+
+
+def test_build_objective_fills_num_classes_and_dim():
+    """Explicit objective_args win over the dataset context; without context num_classes is a clear error."""
+    from pairlab.train.config import make_config
+    from pairlab.train.loop import build_objective, call_objective
+
+    obj, kind = build_objective(make_config({"objective": "simlap", "model": {"proj_dim": 8}}), {"num_classes": 5})
+    assert (obj.num_classes, obj.dim) == (5, 8)
+    loss = call_objective(obj, kind, torch.randn(6, 2, 8), torch.tensor([0, 1, 2, 3, 4, 0]), epoch=0)
+    assert torch.isfinite(loss) and obj.epoch == 0
+    obj, _ = build_objective(make_config({"objective": "simlap", "objective_args": {"num_classes": 3}}),
+                             {"num_classes": 10})
+    assert obj.num_classes == 3 and obj.dim == 64
+    with pytest.raises(ValueError, match="num_classes"):
+        build_objective(make_config({"objective": "simlap"}))

@@ -43,7 +43,8 @@ def per_sample_ntxent(z: torch.Tensor, scale: torch.Tensor, similarity: str = "c
 
 
 @register(
-    "objectives", "dbpm", input="views", needs=["index", "set_epoch"], paper="Lan et al. 2024 (DBPM, ICLR)",
+    "objectives", "dbpm", input="views", needs=("index", "set_epoch"), auto_args=("num_samples", "max_epochs"),
+    paper="Lan et al. 2024 (DBPM, ICLR)",
     summary="SimCLR with a memory of per-pair losses that down-weights noisy and faulty pairs",
 )
 class DBPM(ContrastiveObjective):

@@ -117,7 +117,8 @@ def gated_multipos_loss(
 
 
 @register(
-    "objectives", "simlap", input="views", supervised=True, paper="Wu et al. 2024 (Hydra / SimLAP)",
+    "objectives", "simlap", input="views", supervised=True, needs=("set_epoch",), auto_args=("num_classes", "dim"),
+    paper="Wu et al. 2024 (Hydra / SimLAP)",
     summary="Arbitrary class pairs as positives in a gated subspace per pair (Hydra / SimLAP)",
 )
 class SimLAP(nn.Module):

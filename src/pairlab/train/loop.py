@@ -66,8 +66,14 @@ def model_for(cfg: TrainConfig, x: torch.Tensor) -> nn.Module:
     return build_model(cfg, x.shape[1], x.shape[1] if x.ndim == 2 else None)
 
 
-def build_objective(cfg: TrainConfig) -> tuple[nn.Module, str]:
-    """Objective from the registry; ``cfg.temperature`` is passed when its constructor takes one."""
+def build_objective(cfg: TrainConfig, context: dict[str, Any] | None = None) -> tuple[nn.Module, str]:
+    """Objective from the registry; ``cfg.temperature`` is passed when its constructor takes one.
+
+    Registry meta ``auto_args`` names constructor arguments filled (unless in ``objective_args``) from
+    ``context`` (``num_classes``, ``num_samples`` from the dataset) or the config (``dim`` = ``model.proj_dim``,
+    ``max_epochs`` = ``epochs``). Meta ``needs`` (``"index"``, ``"set_epoch"``) is kept on the objective as
+    ``pairlab_needs`` for :func:`call_objective`.
+    """
     entry = registry.get("objectives", cfg.objective)
     kwargs = dict(cfg.objective_args)
     try:
@@ -76,10 +82,19 @@ def build_objective(cfg: TrainConfig) -> tuple[nn.Module, str]:
         params = {}
     if cfg.temperature is not None and "temperature" in params and "temperature" not in kwargs:
         kwargs["temperature"] = cfg.temperature
+    auto = {"dim": cfg.model.proj_dim, "max_epochs": cfg.epochs, **(context or {})}
+    for key in entry.meta.get("auto_args", ()):
+        if key in kwargs or key not in params:
+            continue
+        if key not in auto:
+            raise ValueError(f"objective {cfg.objective!r} needs {key!r}: set it in objective_args "
+                             f"(it is filled from the dataset only by pairlab train)")
+        kwargs[key] = auto[key]
     try:
         obj = entry.obj(**kwargs)
     except TypeError as e:
         raise ValueError(f"cannot build objective {cfg.objective!r} with objective_args {kwargs}: {e}") from None
+    obj.pairlab_needs = tuple(entry.meta.get("needs", ()))
     kind = entry.meta.get("input", "views")
     if kind not in ("views", "pair", "labels"):
         raise ValueError(
@@ -93,8 +108,23 @@ def build_objective(cfg: TrainConfig) -> tuple[nn.Module, str]:
     return obj, kind
 
 
-def call_objective(obj: nn.Module, kind: str, z: torch.Tensor, labels: torch.Tensor, **kwargs: Any) -> torch.Tensor:
-    """Call an objective by its registered ``input`` kind (``kwargs``: extra columns / weights, views only)."""
+def call_objective(
+    obj: nn.Module, kind: str, z: torch.Tensor, labels: torch.Tensor, *, index: torch.Tensor | None = None,
+    epoch: int | None = None, **kwargs: Any,
+) -> torch.Tensor:
+    """Call an objective by its registered ``input`` kind (``kwargs``: extra columns / weights, views only).
+
+    ``index`` (dataset indices ``[B]``) is passed to objectives whose meta ``needs`` it (DBPM's memory), and
+    ``obj.set_epoch(epoch)`` is called when ``epoch`` changes for those that need ``"set_epoch"``.
+    """
+    needs = getattr(obj, "pairlab_needs", ())
+    if "set_epoch" in needs and epoch is not None and getattr(obj, "pairlab_epoch", None) != epoch:
+        obj.set_epoch(int(epoch))
+        obj.pairlab_epoch = epoch
+    if "index" in needs:
+        if index is None:
+            raise ValueError(f"objective {type(obj).__name__} needs index=: the dataset indices of the batch [B]")
+        kwargs["index"] = index
     if kind == "pair":
         return obj(z[:, 0], z[:, 1])
     if kind == "labels":  # margin losses: every view is an embedding labelled by its class
@@ -253,7 +283,7 @@ def train(
     train_data = full_train.subset(cfg.train_subset)
     test_data = load_dataset(cfg.dataset, "test", cfg.data_dir, **data_options(cfg))
     model = model_for(cfg, train_data.x).to(device)
-    obj, kind = build_objective(cfg)
+    obj, kind = build_objective(cfg, {"num_classes": len(train_data.classes), "num_samples": len(train_data)})
     obj = obj.to(device)
     gen, pair_weights = build_pair_components(cfg, len(train_data))
     if gen is not None:
@@ -348,12 +378,13 @@ def train(
                     seen["z"] = z.detach()
                     if gen is None:
                         kw = {} if pair_weights is None else {"weights": pair_weights}
-                        return call_objective(obj, kind, z, labels, **kw)
+                        return call_objective(obj, kind, z, labels, index=idx.to(z.device), epoch=epoch, **kw)
                     c = gen(z, labels, ids=idx.to(z.device), epoch=epoch)
                     zz = c.views_or(z)
                     if pair_weights is not None and hasattr(pair_weights, "prepare"):
                         pair_weights.prepare(zz, c.extra, labels)
-                    return call_objective(obj, kind, zz, labels, **c.objective_kwargs(pair_weights))
+                    return call_objective(obj, kind, zz, labels, index=idx.to(z.device), epoch=epoch,
+                                          **c.objective_kwargs(pair_weights))
 
                 if cfg.grad_cache_chunk:
                     from pairlab.gradcache import grad_cache_step
