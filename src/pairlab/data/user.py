@@ -298,6 +298,11 @@ def _load_folder(spec: str, root: Path, size: int, mode: str) -> tuple[ImageData
 def _read_npz(spec: str, p: Path) -> dict[str, np.ndarray]:
     if not p.is_file():
         raise ValueError(f"dataset {spec!r}: {str(p)!r} is not a file (npz:PATH needs a .npz file)")
+    with open(p, "rb") as f:
+        magic = f.read(4)
+    if magic != b"PK\x03\x04" and magic != b"PK\x05\x06":  # an .npz is a zip archive (empty: end record)
+        raise ValueError(f"dataset {spec!r}: cannot read {str(p)!r} as .npz: not a zip archive written by "
+                         f"numpy.savez (starts with {magic!r})")
     try:
         with np.load(p, allow_pickle=False) as z:
             return {k: z[k] for k in z.files}
