@@ -395,15 +395,22 @@ def compare(
     plan = [(v, s) for s in seeds for v in variants]  # seed-major: an interrupted grid covers every variant
     rows: list[dict[str, Any]] = []
 
+    from pairlab.train.tracking import show_progress
+
     progress = None
-    if not quiet:
+    if show_progress(quiet):  # a bar only on a terminal; plain log lines otherwise (none with quiet)
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
         progress = Progress(TextColumn("[bold]compare"), BarColumn(), MofNCompleteColumn(),
                             TextColumn("{task.fields[current]}"), TimeElapsedColumn())
         task = progress.add_task("compare", total=len(plan), current="")
         progress.start()
-    say = progress.console.print if progress is not None else (lambda *_a, **_k: None)
+    if progress is not None:
+        say = progress.console.print
+    else:
+        from rich import print as rich_print  # strips the markup when stdout is not a terminal
+
+        say = (lambda *_a, **_k: None) if quiet else rich_print
     try:
         for v, seed in plan:
             label = f"{v.name} seed {seed}"
