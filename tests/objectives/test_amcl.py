@@ -103,6 +103,68 @@ def test_temperatures_bounded_and_stats():
     assert set(obj.last_stats) == {"s_pos_mean", "s_neg_mean", "tau_pos_mean", "tau_neg_mean"}
 
 
+def _spearman(a: torch.Tensor, b: torch.Tensor) -> float:
+    ra, rb = a.flatten().argsort().argsort().double(), b.flatten().argsort().argsort().double()
+    return float(torch.corrcoef(torch.stack([ra, rb]))[0, 1])
+
+
+def _train_on_planted_heads(share: bool, steps: int = 150) -> dict[str, torch.Tensor]:
+    """Three heads of the same planted samples with view noise 0.1 / 0.6 / 1.5 (easy -> hard positives); only the
+    temperature network trains (features are data), so the learned tau is the network's answer to head difficulty."""
+    b, c, d = 64, 3, 8
+    noise = torch.tensor([0.1, 0.6, 1.5])[None, :, None]
+    g = torch.Generator().manual_seed(0)
+
+    def batch() -> torch.Tensor:
+        base = torch.randn(b, c, d, generator=g)
+        return torch.stack([base + noise * torch.randn(b, c, d, generator=g) for _ in range(2)], 1)  # [B, 2, C, d']
+
+    torch.manual_seed(0)
+    obj = AMCL(dim=c * d, heads=c, share_temperature_mlp=share)
+    opt = torch.optim.Adam(obj.parameters(), lr=3e-3)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for _ in range(steps):
+            loss = obj(batch())
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        with torch.no_grad():
+            return obj.pair_stats(batch())
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_learned_temperatures_follow_head_difficulty_and_stay_bounded():
+    """Spec §3(d)2 on planted heads: per-head temperature networks (official code form) give the easy head a
+    sharp tau+ (at the lower bound) and the hard heads a large one; per pair, tau+ rises with 1 - s+.
+
+    Mechanism (measured): tau+ and tau- come from the same network, so for a head whose hardest negative is more
+    similar than its positive (s- > s+) the loss (s- - s+)/tau is cut by a large tau; for the easy head
+    (s+ > s-) by a small one. The medium and hard heads both saturate near the upper bound (no finer ordering).
+    """
+    st = _train_on_planted_heads(share=False)
+    tau_pos, s_pos = st["tau_pos"].mean(0), st["s_pos"].mean(0)
+    print(f"AMCL per-head: s+ {s_pos.tolist()} s- {st['s_neg'].mean(0).tolist()} tau+ {tau_pos.tolist()}")
+    assert s_pos[0] > s_pos[1] > s_pos[2]  # the planted difficulty order
+    assert tau_pos[0] < 0.05 and tau_pos[1] > 20 * tau_pos[0] and tau_pos[2] > 20 * tau_pos[0]
+    assert _spearman(1 - st["s_pos"], st["tau_pos"]) > 0.3
+    for key in ("tau_pos", "tau_neg"):
+        assert float(st[key].min()) >= 1e-3 and float(st[key].max()) <= 2.0
+
+
+def test_shared_temperature_network_stays_bounded_on_planted_heads():
+    """The paper's shared network on the same planted heads: bounded, but (measured, reported) it does NOT order
+    the heads at beta = 0.1: every tau saturates near the upper bound. Only the bounds are asserted."""
+    st = _train_on_planted_heads(share=True)
+    print(f"AMCL shared: tau+ by head {st['tau_pos'].mean(0).tolist()}, "
+          f"spearman(1 - s+, tau+) {_spearman(1 - st['s_pos'], st['tau_pos']):.2f}")
+    for key in ("tau_pos", "tau_neg"):
+        assert float(st[key].min()) >= 1e-3 and float(st[key].max()) <= 2.0
+    assert float(st["tau_pos"].mean()) > 1.0  # the saturation reported above (the upper bound is active)
+
+
 def test_bad_inputs_and_registry():
     with pytest.raises(ValueError, match="multiple of heads"):
         AMCL(dim=10, heads=3)
