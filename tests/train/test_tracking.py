@@ -93,6 +93,28 @@ def test_mlflow_run_reads_back(tmp_path):
     assert {"loss.png", "projection.png", "scores.png"} <= arts
 
 
+def test_mlflow_gets_the_complete_csv_and_resumes_its_run(tmp_path):
+    pytest.importorskip("mlflow")
+    from mlflow.tracking import MlflowClient
+
+    run = tmp_path / "u"
+    with RunLogger(run, ["mlflow", "csv"], config={"lr": 0.1, "model": {"widths": [4, 8]}}) as log:
+        for s in (1, 2, 3):
+            log.log_step(s, 1, loss=1.0 / s, lr=0.1)
+        log.log_epoch({"epoch": 1, "step": 3, "loss": 0.6})
+        log.log_final({"knn_acc": 0.5}, [run / "metrics.csv"])
+    client = MlflowClient(tracking_uri=(run / "mlruns").resolve().as_uri())
+    run_id = (run / "mlflow_run_id").read_text().strip()
+    assert client.get_run(run_id).data.params == {"lr": "0.1", "model.widths": "[4, 8]"}
+    copy = client.download_artifacts(run_id, "metrics.csv", str(tmp_path))
+    assert open(copy).read() == (run / "metrics.csv").read_text()  # the last (epoch) row was flushed first
+    assert len(open(copy).read().splitlines()) == 4
+    with RunLogger(run, ["mlflow"], start_step=3) as log:  # resume: same mlflow run, more steps
+        log.log_step(4, 2, loss=0.2, lr=0.1)
+    assert (run / "mlflow_run_id").read_text().strip() == run_id
+    assert [m.step for m in client.get_metric_history(run_id, "loss")] == [1, 2, 3, 4]
+
+
 def test_resumed_run_continues_the_logs(tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 

@@ -127,7 +127,7 @@ class _CSV:
             self.pending = {"step": step, "epoch": row.get("epoch", ""), **vals}
 
     def final(self, step: int, metrics: dict[str, float], artifacts: list[Path]) -> None:
-        pass
+        self._flush_pending()  # complete before mlflow copies it as an artefact
 
     def close(self, status: str) -> None:
         self._flush_pending()
@@ -271,7 +271,7 @@ class RunLogger:
         if self.names:
             self.run_dir.mkdir(parents=True, exist_ok=True)
         try:
-            for name in self.names:
+            for name in sorted(self.names, key=LOGGERS.index):  # csv first: flushed before mlflow copies it
                 if name == "csv":
                     self.backends.append(_CSV(self.run_dir, start_step))
                 elif name == "tensorboard":
