@@ -27,20 +27,23 @@ def test_tiny_grid_json(tmp_path, capsys, monkeypatch):
     assert json.loads(out.read_text()) == records
 
 
-def _rec(impl, t, mib, ok=True, form="simclr", n=4096, reason=""):
+def _rec(impl, t, mib, ok=True, form="simclr", n=4096, reason="", loss_mib=None):
     return {"impl": impl, "form": form, "n": n, "d": 128, "fwd_bwd_s": t if ok else None, "peak_mib": mib,
-            "ok": ok, "reason": reason, "floor_s": 0.25, "others_cores": 0.1}
+            "ok": ok, "reason": reason, "floor_s": 0.25, "others_cores": 0.1, "loss_mib": loss_mib}
 
 
 def test_ratios_to_fastest_peer_and_floor():
-    records = [_rec("pairlab", 0.2, 300), _rec("torch-ce", 0.8, 1000), _rec("torch-ce-compile", 0.4, 900),
+    records = [_rec("pairlab", 0.2, 300, loss_mib=20), _rec("torch-ce", 0.8, 1000),
+               _rec("torch-ce-compile", 0.4, 900, loss_mib=640),
                _rec("lightly", None, 2000, ok=False, reason="not available: cannot import lightly"),
                _rec("pairlab", 1.0, 250, form="clip")]
     table = {(r[0], r[2]): r for r in rows(records)}
     pl = table[("simclr", "pairlab")]
     assert pl[5] == "0.50" and pl[6] == "0.80" and pl[8] == f"{300 / 900:.2f}"
+    assert pl[9] == "20 MiB" and pl[10] == f"{20 / 640:.3f}"  # the loss's own memory, as a ratio to the peer's
+    assert table[("simclr", "torch-ce")][9] == "-"  # not recorded
     assert table[("simclr", "torch-ce-compile")][5] == "1.00"
-    assert table[("simclr", "lightly")][10].startswith("not available")
+    assert table[("simclr", "lightly")][12].startswith("not available")
     assert table[("clip", "pairlab")][5] == "-"  # no peer measured in that form
     md = markdown(records)
     assert md.count("\n") == 2 + 5 and "| simclr | 4096 | pairlab | 200.0 ms | - | 0.50 | 0.80 |" in md

@@ -52,7 +52,9 @@ def _peers(records: list[dict]) -> dict[tuple[str, int], dict]:
 
 
 def rows(records: list[dict]) -> list[list[str]]:
-    """Table rows: form, N, impl, wall, CPU, x peer, x floor, peak, x peer memory, others' cores, status.
+    """Table rows: form, N, impl, wall, CPU, x peer, x floor, peak, x peer memory, loss memory, x peer loss memory,
+    others' cores, status. ``peak RSS`` is the whole process (imports included); ``loss memory`` is what the
+    timed loop added on top of the process before it (``loss_mib``), the fair measure of a loss's memory.
 
     Ratios use CPU time per iteration when the records carry it (``extra["cpu_s"]``), else wall time.
     """
@@ -68,15 +70,18 @@ def rows(records: list[dict]) -> list[list[str]]:
         ratio_floor = f"{t / floor:.2f}" if r["ok"] and floor else "-"
         mem_peer = f"{r['peak_mib'] / peer['peak_mib']:.2f}" if r["ok"] and peer and r.get("peak_mib") else "-"
         peak = f"{r['peak_mib']:.0f} MiB" if r.get("peak_mib") else "-"
+        lm, plm = r.get("loss_mib"), (peer or {}).get("loss_mib")
+        loss_mem = f"{lm:.0f} MiB" if lm is not None else "-"
+        loss_peer = f"{lm / plm:.3f}" if r["ok"] and lm is not None and plm else "-"
         status = "ok" if r["ok"] else r["reason"][:60]
         out.append([r["form"], str(r["n"]), r["impl"], _fmt_s(r.get("fwd_bwd_s")), _fmt_s(cpu), ratio_peer,
-                    ratio_floor, peak, mem_peer,
+                    ratio_floor, peak, mem_peer, loss_mem, loss_peer,
                     f"{r.get('others_cores', '-')}", status])
     return out
 
 
 HEADER = ["form", "N", "impl", "wall (median)", "CPU (median)", "x fastest peer", "x floor", "peak RSS",
-          "x peer mem", "others' cores", "status"]
+          "x peer mem", "loss memory", "x peer loss mem", "others' cores", "status"]
 
 
 def markdown(records: list[dict]) -> str:

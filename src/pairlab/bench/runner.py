@@ -14,6 +14,11 @@ Method (as in ``specs/performance.md``):
   process; above :data:`FLOOR_MAX_ROWS` rows it is extrapolated from that size by FLOPs
   (``floor_extrapolated``). SimCLR also reports ``floor_sym_s``, the two-product floor of a kernel that
   uses the symmetry of ``A A^T``.
+- Loss memory: ``loss_mib`` is the peak RSS *during the timed loop* minus the RSS just before it (after imports
+  and the inputs): the memory the loss itself needs, free of the ~250 MiB that importing torch costs every
+  process. The peak watermark (``VmHWM``) is reset before the loop by writing ``5`` to ``/proc/self/clear_refs``
+  (Linux); where that fails ``loss_mib`` falls back to ``peak_mib - baseline_mib`` (a peak reached while importing
+  can then hide the loss's) and ``extra["loss_mib_exact"]`` is false.
 - CPU time: each record also carries ``extra["cpu_s"]``, the median process CPU time (user + sys,
   all threads) per iteration. With ``--threads 1`` on an oversubscribed machine it is the robust
   measure of work (wall time then mostly measures the scheduler); page-fault time is sys time, so it
@@ -69,6 +74,7 @@ class Record:
     max_s: float | None = None
     repeats: int = 0
     baseline_mib: float | None = None
+    loss_mib: float | None = None
     loss: float | None = None
     threads: int | None = None
     loadavg: float | None = None
@@ -89,6 +95,24 @@ def _rss_mib() -> float:
 
 def _peak_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _status_mib(key: str) -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _reset_hwm() -> bool:
+    """Reset this process's peak-RSS watermark (VmHWM); False where the kernel does not allow it."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return _status_mib("VmHWM") <= _rss_mib() + 1.0
+    except OSError:
+        return False
 
 
 def measure_floor(cfg: Config) -> Record:
@@ -137,6 +161,12 @@ def measure(cfg: Config) -> Record:
         return rec
     x0, x1 = inputs(cfg.n, cfg.d)
     rec.baseline_mib = _rss_mib()
+    exact = _reset_hwm()
+
+    def loss_mib() -> float:
+        top = _status_mib("VmHWM") if exact else _peak_mib()
+        return max(top - (rec.baseline_mib or 0.0), 0.0)
+
     warmup = cfg.warmup if cfg.warmup is not None else (2 if cfg.n <= 4096 else 1)
     times: list[float] = []
     cpu: list[float] = []
@@ -158,13 +188,16 @@ def measure(cfg: Config) -> Record:
         msg = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
         rec.reason = f"failed after {len(times)} timed iterations: {type(e).__name__}: {msg}"
         rec.peak_mib = _peak_mib()
+        rec.loss_mib = loss_mib()
         return rec
     rec.ok = True
     rec.fwd_bwd_s = statistics.median(times)
     rec.min_s, rec.max_s, rec.repeats = min(times), max(times), len(times)
     rec.loss = float(loss.detach())
     rec.peak_mib = _peak_mib()
-    rec.extra = {"cpu_s": statistics.median(cpu), "cpu_min_s": min(cpu), "cpu_max_s": max(cpu)}
+    rec.loss_mib = loss_mib()
+    rec.extra = {"cpu_s": statistics.median(cpu), "cpu_min_s": min(cpu), "cpu_max_s": max(cpu),
+                 "loss_mib_exact": exact}
     return rec
 
 
