@@ -107,7 +107,7 @@ def _evaluate(model: nn.Module, train: ImageData, test: ImageData, cfg: EvalConf
         metrics["scores"] = {k: hist[k] for k in ("pos_mean", "pos_std", "neg_mean", "neg_std", "gap")}
         metrics["score_hist"] = {k: hist[k] for k in ("bin_edges", "pos_hist", "neg_hist")}
         arrays["pos_scores"], arrays["neg_scores"] = pos_neg_scores(z1, z2)
-    bar.advance(status="raw pixels")
+    bar.advance(status="raw pixels" if cfg.baselines else "done")
     if cfg.baselines:
         flat = lambda x: x.flatten(1)  # noqa: E731
         raw = probe(extract(flat, train.x, bar=bar), train.labels, extract(flat, test.x, bar=bar), test.labels, cfg,
