@@ -168,6 +168,55 @@ def test_weight_properties():
     torch.testing.assert_close(CACR(tau_pos=0.0, tau_neg=0.0)(z), CACR(choice="none")(z))
 
 
+def _imbalanced_views(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """One majority class (28 of 40 samples) and two minority classes (6 each): class centre + noise, K=2 views."""
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.tensor([0] * 28 + [1] * 6 + [2] * 6)
+    centres = torch.eye(8, dtype=torch.float64)[:3]  # orthogonal class centres (squared distance 2)
+    base = centres[labels] + 0.2 * torch.randn(40, 8, dtype=torch.float64, generator=g)
+    z = torch.stack([base + 0.1 * torch.randn(40, 8, dtype=torch.float64, generator=g) for _ in range(2)], 1)
+    return _unit(z), labels
+
+
+def test_repulsion_weights_on_an_imbalanced_batch():
+    """Spec §6(b)/(d) on a class-imbalanced toy: the hardest negative of every anchor gets the most repulsion
+    weight; a minority anchor puts far less weight on the majority class than its batch share (which is what
+    uniform weights, choice="none", give), and a majority anchor puts most of its weight on its own class."""
+    u, labels = _imbalanced_views()
+    _, w = repulsion(u, tau_neg=2.0)  # the only pair (0, 1): w[i, j] over j != i
+    d2 = (u[:, 0, None] - u[None, :, 1]).pow(2).sum(-1).masked_fill(torch.eye(40, dtype=torch.bool), math.inf)
+    assert torch.equal(w.argmax(1), d2.argmin(1))
+    majority = (labels == 0).double()
+    minority_rows = labels != 0
+    share = (majority.sum() / 39).item()  # majority share among a minority anchor's 39 negatives
+    mass = (w[minority_rows] * majority).sum(1)
+    _, w_uniform = repulsion(u, uniform=True)
+    torch.testing.assert_close((w_uniform[minority_rows] * majority).sum(1), torch.full_like(mass, share))
+    print(f"CACR imbalanced: majority share {share:.2f}, minority anchors' repulsion mass on it "
+          f"mean {float(mass.mean()):.3f} max {float(mass.max()):.3f}")
+    assert float(mass.max()) < share and float(mass.mean()) < 0.5 * share
+    same = (w[~minority_rows] * majority).sum(1)
+    assert float(same.min()) > 27 / 39  # above its own share of same-class negatives
+    sharper = (repulsion(u, tau_neg=8.0)[1][minority_rows] * majority).sum(1)
+    # a larger tau_neg concentrates further on each anchor's nearest rows: on average its own class
+    assert float(sharper.mean()) < 0.25 * float(mass.mean())
+
+
+def test_attraction_weights_favour_the_hard_positive_and_queue_form_equals_small_scale_attraction():
+    """Farthest (hardest) positive view gets the most attraction weight; the queue form with the batch's own views
+    as keys (the default) has the small-scale attraction value."""
+    u, _ = _imbalanced_views(1)
+    z = torch.cat([u, u[:, :1] + 0.05, -u[:, 1:2]], dim=1)  # K = 4: view 3 is a planted hard positive
+    obj = CACR(tau_pos=2.0)
+    obj(z)
+    _, wp = attraction(_unit(z), tau_pos=2.0)  # query = last view: its farthest positive is view 0 or 1
+    obj_q = CACR(tau_pos=2.0)
+    obj_q(z, extra=torch.randn(16, 8, dtype=torch.float64))
+    assert obj_q.last_stats["attraction"] == pytest.approx(obj.last_stats["attraction"], rel=1e-12)
+    d2 = (_unit(z)[:, 3:4] - _unit(z)[:, :3]).pow(2).sum(-1)
+    assert torch.equal(wp.argmax(1), d2.argmax(1)) and float(wp.max(1).values.min()) > 1 / 3
+
+
 def test_bad_inputs_and_registry():
     with pytest.raises(ValueError, match="K >= 2"):
         CACR()(torch.randn(4, 1, 3))
