@@ -207,3 +207,21 @@ def test_progress_hidden_when_quiet_or_not_a_terminal(capsys):
     with tracking.progress("eval", 3) as bar:  # pytest's captured stdout is not a tty: nothing drawn
         bar.advance(3, status="done")
     assert capsys.readouterr().out == ""
+
+
+def test_domain_run_directories_are_tracked_too(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from pairlab.domains import RunDir
+
+    rd = RunDir(tmp_path, "d")
+    for e in (1, 2):
+        rd.log({"epoch": e, "loss": 1.0 / e, "valid_hr": 0.1 * e})
+    rd.finish({"linear_acc": 0.75}, t_start=0.0)
+    _, rows = _csv(tmp_path / "d" / "metrics.csv")
+    assert [(r["step"], r["loss"], r["epoch_loss"]) for r in rows] == [("1", "1.0", "1.0"), ("2", "0.5", "0.5")]
+    acc = EventAccumulator(str(tmp_path / "d" / "tensorboard"))
+    acc.Reload()
+    assert [(e.step, e.value) for e in acc.Scalars("epoch/valid_hr")] == [(1, pytest.approx(0.1)),
+                                                                          (2, pytest.approx(0.2))]
+    assert acc.Scalars("final/linear_acc")[0].value == 0.75

@@ -105,9 +105,16 @@ def run(cfg: dict[str, Any] | str | Path, overrides: dict[str, Any] | None = Non
 
 
 class RunDir:
-    """The artefacts of one run: ``config.yaml``, ``metrics.jsonl`` (one row per epoch/step), ``metrics.json``."""
+    """The artefacts of one run: ``config.yaml``, ``metrics.jsonl`` (one row per epoch/step), ``metrics.json``.
 
-    def __init__(self, runs_dir: str | Path, name: str, overwrite: bool = False):
+    Each row also goes to :class:`pairlab.train.tracking.RunLogger` (default: ``tensorboard/`` and
+    ``metrics.csv``; x = the row's ``step``, else its ``epoch``), closed by :meth:`finish`.
+    """
+
+    def __init__(self, runs_dir: str | Path, name: str, overwrite: bool = False,
+                 loggers: Sequence[str] | None = None):
+        from pairlab.train.tracking import RunLogger
+
         self.path = Path(runs_dir) / name
         if self.path.exists() and any(self.path.iterdir()):
             if not overwrite:
@@ -115,6 +122,7 @@ class RunDir:
                                  "or --name for a new run")
             shutil.rmtree(self.path)
         self.path.mkdir(parents=True, exist_ok=True)
+        self.tracker = RunLogger(self.path, loggers, run_name=name)
 
     def write_config(self, cfg: Any) -> None:
         import yaml
@@ -124,6 +132,10 @@ class RunDir:
     def log(self, row: dict[str, Any]) -> None:
         with open(self.path / "metrics.jsonl", "a") as f:
             f.write(json.dumps(row) + "\n")
+        step = row.get("step", row.get("epoch"))
+        if isinstance(step, int):
+            self.tracker.log_step(step, int(row.get("epoch", 0)), loss=row.get("loss"), lr=row.get("lr"))
+            self.tracker.log_epoch({**row, "step": step})
 
     def finish(self, metrics: dict[str, Any], t_start: float) -> dict[str, Any]:
         import os
@@ -137,6 +149,8 @@ class RunDir:
         metrics["torch_threads"] = torch.get_num_threads()
         metrics["versions"] = {"torch": torch.__version__, "python": sys.version.split()[0]}
         (self.path / "metrics.json").write_text(json.dumps(metrics, indent=2))
+        self.tracker.log_final(metrics)
+        self.tracker.close()
         return metrics
 
 
