@@ -323,6 +323,10 @@ def train(
     if is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.yaml").write_text(dump_config(cfg))
+    from pairlab.train.tracking import RunLogger  # TensorBoard / CSV / mlflow (rank 0 only)
+
+    tlog = RunLogger(run_dir, cfg.loggers, config=cfg.model_dump(mode="json"), enabled=is_main, start_step=step,
+                     run_name=cfg.name)
 
     def checkpoint() -> None:
         rng = torch.get_rng_state()
@@ -397,6 +401,7 @@ def train(
                     from pairlab import distributed
 
                     distributed.average_gradients(list(obj.parameters()))
+                lr_step = opt.param_groups[0]["lr"]  # the learning rate this step uses
                 opt.step()
                 sched.step()
                 if gen is not None and "z" in seen:
@@ -406,6 +411,7 @@ def train(
                 if not math.isfinite(lv):
                     raise FloatingPointError(f"loss became {lv} at step {step}; lower --lr or check the objective")
                 history.append(lv)
+                tlog.log_step(step, epoch + 1, loss=lv, lr=lr_step)
                 ep_losses.append(lv)
                 if progress is not None:
                     progress.update(task, completed=step, loss=lv, ips=len(idx) / max(time.perf_counter() - t0, 1e-9))
@@ -426,6 +432,7 @@ def train(
                     }
                     with open(run_dir / "metrics.jsonl", "a") as f:
                         f.write(json.dumps(row) + "\n")
+                    tlog.log_epoch(row)
                     if hist_probe is not None:
                         hist_probe.append(run_dir / "score_hist.jsonl", model, epoch + 1, step, device)
                     if progress is None:
@@ -434,14 +441,21 @@ def train(
     finally:
         if progress is not None:
             progress.stop()
+        if step < total or sys.exc_info()[0] is not None:  # failed or stopped early: no final metrics
+            tlog.close(status="FAILED" if sys.exc_info()[0] is not None else "KILLED")
     train_s = time.perf_counter() - t_train
     train_cpu_s = time.process_time() - cpu_start
 
     metrics: dict[str, Any] = {"run_dir": str(run_dir), "steps": step, "train_s": train_s,
                                "train_cpu_s": train_cpu_s}
-    if evaluate_at_end and is_main:
-        say("evaluating (kNN + linear probe: learned, raw pixels, random init) ...")
-        metrics.update(evaluate_run(cfg, model, full_train, test_data, views, run_dir, history, device=str(device)))
+    try:
+        if evaluate_at_end and is_main:
+            say("evaluating (kNN + linear probe: learned, raw pixels, random init) ...")
+            metrics.update(evaluate_run(cfg, model, full_train, test_data, views, run_dir, history,
+                                        device=str(device), quiet=not show))
+    except BaseException:
+        tlog.close(status="FAILED")
+        raise
     if world > 1:
         dist.barrier()
     metrics["wall_s"] = time.perf_counter() - t_start
@@ -452,6 +466,8 @@ def train(
     metrics["torch_threads"] = torch.get_num_threads()
     metrics["world_size"] = world
     metrics["versions"] = {"torch": torch.__version__, "python": sys.version.split()[0]}
+    tlog.log_final(metrics, [*sorted(run_dir.glob("*.png")), run_dir / "metrics.csv"])
+    tlog.close()
     if is_main:
         (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
         from pairlab.report.html import write_run_report
@@ -469,8 +485,9 @@ def evaluate_run(
     run_dir: Path,
     history: list[float],
     device: str = "cpu",
+    quiet: bool = False,
 ) -> dict[str, Any]:
-    """Frozen-feature evaluation with baselines, plus plots in ``run_dir``."""
+    """Frozen-feature evaluation with baselines, plus plots in ``run_dir`` (progress bar unless ``quiet``)."""
     from pairlab.data import user
     from pairlab.train.evaluate import evaluate
 
@@ -479,7 +496,7 @@ def evaluate_run(
     t0, c0 = time.perf_counter(), time.process_time()
     metrics, arrays = evaluate(model, train_data, test_data, cfg.eval, views=views,
                                random_model=model_for(cfg, train_data.x).to(device),
-                               seed=cfg.seed, device=device)
+                               seed=cfg.seed, device=device, quiet=quiet)
     metrics["eval_s"] = time.perf_counter() - t0
     metrics["eval_cpu_s"] = time.process_time() - c0
     if cfg.eval.plots:
@@ -513,7 +530,7 @@ def evaluate_saved_run(run_dir: str | os.PathLike, quiet: bool = False) -> dict[
     train_data = load_dataset(cfg.dataset, "train", cfg.data_dir, **data_options(cfg))
     test_data = load_dataset(cfg.dataset, "test", cfg.data_dir, **data_options(cfg))
     views = build_views(cfg, train_data)
-    metrics = evaluate_run(cfg, model, train_data, test_data, views, run_dir, list(state["history"]))
+    metrics = evaluate_run(cfg, model, train_data, test_data, views, run_dir, list(state["history"]), quiet=quiet)
     metrics.update({"run_dir": str(run_dir), "steps": int(state["step"]), "wall_s": time.perf_counter() - t0,
                     "load_avg_end": list(os.getloadavg())})
     path = run_dir / "metrics.json"
