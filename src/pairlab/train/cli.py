@@ -33,8 +33,12 @@ def print_summary(metrics: dict[str, Any], title: str = "frozen-feature evaluati
         extra.append(f"load {metrics['load_avg_end'][0]:.1f}")
     console.print("  ".join(extra))
     if "run_dir" in metrics:
-        files = "config.yaml, metrics.json, metrics.jsonl, metrics.csv, tensorboard/, checkpoint.pt, *.png"
-        console.print(f"artefacts in {metrics['run_dir']}/ ({files})")
+        run = Path(metrics["run_dir"])
+        names = ("config.yaml", "metrics.json", "metrics.jsonl", "metrics.csv", "tensorboard", "mlruns",
+                 "checkpoint.pt", "report.html")
+        files = [n + "/" * (run / n).is_dir() for n in names if (run / n).exists()]
+        files += ["*.png"] if any(run.glob("*.png")) else []
+        console.print(f"artefacts in {run}/ ({', '.join(files)})")
 
 
 def register(app: typer.Typer) -> None:
