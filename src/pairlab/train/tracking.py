@@ -230,8 +230,9 @@ def import_mlflow() -> Any:
     try:
         import mlflow
         import mlflow.entities
-    except ImportError as e:
-        raise ValueError(f"--logger mlflow needs the mlflow package: {MLFLOW_HINT} (import failed: {e})") from None
+    except Exception as e:  # not installed, or broken (e.g. a protobuf clash): one clear line either way
+        raise ValueError(f"--logger mlflow needs a working mlflow package: {MLFLOW_HINT} "
+                         f"(import failed: {type(e).__name__}: {e})") from None
     return mlflow
 
 
