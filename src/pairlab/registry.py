@@ -41,11 +41,12 @@ class Entry:
     meta: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
+        """JSON-ready description (tuples in the metadata become lists, as a JSON round trip gives them)."""
         return {
             "name": self.name,
             "target": f"{self.obj.__module__}.{self.obj.__qualname__}",
             "summary": self.summary,
-            **self.meta,
+            **{k: list(v) if isinstance(v, tuple) else v for k, v in self.meta.items()},
         }
 
 
