@@ -102,15 +102,21 @@ def test_resume_with_every_checkpoint_corrupted_is_a_clear_error(tmp_path, capsy
 
 
 # ------------------------------------------------------------------------------------------------ no overwrite
+def _tree_bytes(root: Path) -> dict[str, bytes]:
+    """Every file under ``root`` (recursively, e.g. ``tensorboard/``), keyed by its relative path."""
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
 def test_run_directory_never_overwritten_without_flag(tmp_path, capsys):
     cfg = tiny(tmp_path, "keep", max_steps=2)
     (tmp_path / "keep.yaml").write_text(yaml.safe_dump(cfg))
     train(make_config(cfg), quiet=True, evaluate_at_end=False)
-    before = {p.name: p.read_bytes() for p in (tmp_path / "keep").iterdir()}
+    before = _tree_bytes(tmp_path / "keep")
+    assert (tmp_path / "keep" / "tensorboard").is_dir() and len(before) > 3
     code = main(["train", "--config", str(tmp_path / "keep.yaml"), "--quiet", "--lr", "0.1"])
     err = capsys.readouterr().err
     assert code == 2 and "--overwrite" in err and "Traceback" not in err
-    after = {p.name: p.read_bytes() for p in (tmp_path / "keep").iterdir()}
+    after = _tree_bytes(tmp_path / "keep")
     assert after == before
     # with --overwrite it is replaced (a fresh run: different lr, different weights)
     old_w = load_checkpoint(tmp_path / "keep" / "checkpoint.pt")["model"]
