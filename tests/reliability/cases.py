@@ -425,12 +425,9 @@ def _cases() -> list[Case]:
              half_rtol=0.1, half_atol=0.1, gradcheck=False,
              why={"cosine": "contrastive-margin on euclidean distances",
                   "gradcheck": "the current batch enters the memory detached (official XBM; stop-gradient)"}),
-        Case("candidates", "claps", _ntxent_mod, _claps_loss, gradcheck=False, half_rtol=None, half_inputs=False,
-             cosine=False, why={
+        Case("candidates", "claps", _ntxent_mod, _claps_loss, gradcheck=False, cosine=False, why={
                  "cosine": "the classifier head sees the raw embeddings",
-                 "gradcheck": "adversarial pairs are built from the detached embeddings (stop-gradient)",
-                  "half": "BUG (reported, test_properties.py::test_claps_half_embeddings): half embeddings with a "
-                          "float32 head raise a raw matmul RuntimeError"}),
+                 "gradcheck": "adversarial pairs are built from the detached embeddings (stop-gradient)"}),
         Case("candidates", "interclr", _ntxent_mod, _interclr_loss, permutation=False, gradcheck=False,
              why={"permutation": "anchors carry dataset ids (memory slots), which do not move with the batch",
                   "gradcheck": "sampled negatives depend on the detached anchors"}),
