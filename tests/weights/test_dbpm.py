@@ -90,3 +90,51 @@ def test_registry_and_bad_input():
         BadPairMemory(4, memory_weighting="linear")
     with pytest.raises(ValueError, match="num_samples"):
         BadPairMemory(0)
+
+
+# ------------------------------------------------------------------------------------------------ 2 ranks (gloo)
+def _same_on_all_ranks(t: torch.Tensor) -> bool:
+    import torch.distributed as dist
+
+    t = t.nan_to_num(-1.0).contiguous()  # NaN (never recorded) != NaN for torch.equal
+    out = [torch.empty_like(t) for _ in range(dist.get_world_size())]
+    dist.all_gather(out, t)
+    return all(torch.equal(out[0], o) for o in out[1:])
+
+
+def _dbpm_memory_identical_every_step(rank: int, world: int) -> int:
+    from pairlab import distributed
+
+    n, epochs, sizes = 20, 4, [3, 5]  # uneven per-rank batches; the global batch has 8 rows
+    kw = dict(num_samples=n, max_epochs=epochs, warm_epochs=1, beta_np=0.5, beta_fp=0.5)
+    mem = BadPairMemory(**kw)
+    with distributed.local_only():  # the single-process reference fed the whole global batch
+        ref = BadPairMemory(**kw)
+    data = torch.Generator().manual_seed(7)  # the global batch, drawn identically on every rank
+    lo = sum(sizes[:rank])
+    checked = 0
+    for epoch in range(epochs):
+        mem.set_epoch(epoch)
+        with distributed.local_only():
+            ref.set_epoch(epoch)
+        assert torch.equal(mem.noisy, ref.noisy) and torch.equal(mem.faulty, ref.faulty), f"flags, epoch {epoch}"
+        assert mem.last_stats == ref.last_stats, f"stats differ from 1 process at epoch {epoch}"
+        for step in range(3):
+            ids = torch.randperm(n, generator=data)[:8]
+            losses = torch.rand(8, generator=data, dtype=torch.float64) * 3
+            mem.record(ids[lo : lo + sizes[rank]], losses[lo : lo + sizes[rank]].float())
+            with distributed.local_only():
+                ref.record(ids, losses.float())
+            assert _same_on_all_ranks(mem.memory), f"memory differs across ranks at epoch {epoch} step {step}"
+            assert torch.equal(mem.memory.isnan(), ref.memory.isnan()), f"2 ranks != 1 process at {epoch}/{step}"
+            assert torch.equal(mem.memory.nan_to_num(-1), ref.memory.nan_to_num(-1)), f"2 ranks != 1 at {epoch}"
+            checked += 1
+    assert int(ref.noisy.sum() + ref.faulty.sum()) > 0  # the check compared some flagged pairs
+    return checked
+
+
+@pytest.mark.slow  # starts 2 fresh interpreters
+def test_memory_identical_across_ranks_and_equal_to_one_process():
+    from pairlab import distributed
+
+    assert distributed.launch(_dbpm_memory_identical_every_step, 2, timeout=60.0) == [12, 12]

@@ -25,6 +25,7 @@ flagged (the thresholds would flag everyone and the weight would divide by 0).
 
 This is a weights component with ``applies_to="anchor"``: the weights multiply per-pair loss terms and compose
 with other anchor weights by multiplication. :class:`pairlab.objectives.dbpm.DBPM` uses it with SimCLR.
+Under DDP :meth:`record` gathers the indices and losses of all ranks, so the memory is the same everywhere.
 
 Examples:
     >>> mem = BadPairMemory(num_samples=1000, max_epochs=80, warm_epochs=50)
@@ -40,6 +41,7 @@ import math
 import torch
 from torch import nn
 
+from pairlab import distributed
 from pairlab._validate import check_choice, check_labels, check_tensor
 from pairlab.registry import register
 
@@ -107,13 +109,25 @@ class BadPairMemory(nn.Module):
         return losses
 
     def record(self, index: torch.Tensor, losses: torch.Tensor, epoch: int | None = None) -> None:
-        """Store detached per-sample ``losses [B]`` of dataset ``index [B]`` in the column of ``epoch``."""
+        """Store detached per-sample ``losses [B]`` of dataset ``index [B]`` in the column of ``epoch``.
+
+        Under ``torch.distributed`` every rank passes its local batch; indices and losses are gathered
+        (rank order, uneven sizes allowed) and every rank writes the whole global batch, so the memory,
+        ``mu``/``sigma`` and the flags stay identical across ranks and equal to one process fed the global
+        batch. Every rank must call it (a collective). An index repeated within the global batch keeps one
+        of its losses (the last one on CPU).
+        """
         losses = self._check_losses(losses)
         index = self._check_index(index, losses.shape[0])
         e = self.epoch if epoch is None else int(epoch)
         if not 0 <= e < self.max_epochs:
             raise ValueError(f"epoch must lie in [0, max_epochs={self.max_epochs}), got {e}")
-        self.memory[index, e] = losses.detach().to(self.memory)
+        values = losses.detach().to(self.memory)
+        if distributed.is_active():
+            all_sizes = distributed.sizes(index.shape[0], index.device)
+            index = distributed.gather_no_grad(index, all_sizes)
+            values = distributed.gather_no_grad(values, all_sizes)
+        self.memory[index, e] = values
 
     def summary(self, epoch: int) -> torch.Tensor:
         """``m_i`` over the epochs ``t < epoch`` (NaN for indices never recorded)."""
