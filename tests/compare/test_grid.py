@@ -219,3 +219,22 @@ def test_real_digits_grid_and_reuse(tmp_path):
                     quiet=True, plots=False)
     assert again[0]["reused"] and again[0]["knn_acc"] == nt["knn_acc"]
     assert again[1]["knn_acc"] == by["raw pixels"]["knn_acc"]  # baselines cached in runs/baselines.json
+
+
+def test_vector_npz_grid_with_baselines(tmp_path):
+    """``pairlab compare`` on user vectors (``npz:``): the MLP encoder is built for runs and random-init baselines."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    y = np.arange(120) % 2
+    x = rng.normal(size=(120, 6)).astype(np.float32)
+    x[:, 0] += np.where(y == 1, 4.0, -4.0)  # planted: a linear probe on the raw vectors separates the classes
+    np.savez(tmp_path / "v.npz", x=x, y=y)
+    base = {**TINY, "dataset": f"npz:{tmp_path}/v.npz", "batch_size": 32,
+            "eval": {**TINY["eval"], "baselines": True}}
+    rows = compare(objective_variants("ntxent"), [0], base, tmp_path, runs_dir=tmp_path / "runs", name="vec",
+                   quiet=True, plots=False)
+    by = {r["variant"]: r for r in rows}
+    assert by["ntxent"]["ok"] and by["ntxent"]["steps"] == 2, by["ntxent"].get("error")
+    assert by["raw pixels"]["linear_acc"] > 0.9  # the planted direction
+    assert by["random init"]["seed"] == 0 and 0 <= by["random init"]["knn_acc"] <= 1

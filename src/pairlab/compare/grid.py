@@ -4,8 +4,8 @@ A *variant* is a name plus config overrides (a nested dict merged onto the base 
 ``pairlab train --config`` merges flags onto a YAML file): ``Variant("dcl", {"objective": "dcl"})``,
 ``Variant("ntxent-mochi", {"candidates": "mochi"})``. Each (variant, seed) becomes its own run directory
 ``runs_dir/<variant>-s<seed>/`` trained sequentially, in-process, by the backend of the config's data set
-(:func:`pairlab.train.loop.train` for the registered image data sets, :mod:`pairlab.compare.mfeat` for the
-UCI multiple-features views).
+(:func:`pairlab.train.loop.train` for the registered image data sets and the user's own ``npz:`` / ``parquet:`` /
+``folder:`` / ``csv:`` data, :mod:`pairlab.compare.mfeat` for the UCI multiple-features views).
 
 Behaviour:
 
@@ -200,7 +200,10 @@ def check_names(base: dict[str, Any], variants: Sequence[Variant]) -> None:
             registry.get("objectives", obj)
         ds = data.get("dataset", TrainConfig.model_fields["dataset"].default)
         if isinstance(ds, str) and ds != "mfeat":
-            registry.get("datasets", ds)
+            from pairlab.data.user import split_spec
+
+            if split_spec(ds) is None:  # the user's own data (npz:/folder:/...): the prefix is checked above
+                registry.get("datasets", ds)
 
 
 def as_base_dict(base_config: TrainConfig | dict[str, Any] | str | Path | None) -> dict[str, Any]:
@@ -295,18 +298,25 @@ class Backend:
 
 
 def image_baselines(cfg: TrainConfig, seeds: Sequence[int]) -> list[dict[str, Any]]:
-    """Raw-pixel probe once and random-init encoder probes per seed, with the run's evaluation protocol."""
-    from pairlab.data.datasets import load_dataset
-    from pairlab.train.evaluate import extract, probe
-    from pairlab.train.loop import build_model
+    """Raw-pixel probe once and random-init encoder probes per seed, with the run's evaluation protocol.
 
-    train = load_dataset(cfg.dataset, "train", cfg.data_dir).subset(cfg.eval.train_subset)
-    test = load_dataset(cfg.dataset, "test", cfg.data_dir).subset(cfg.eval.test_subset)
+    Works on images and on the user's vectors (``npz:`` / ``parquet:``: the raw row is the "pixels", the
+    random-init encoder is the MLP); unlabelled data has no probe, hence no baseline rows.
+    """
+    from pairlab.data.datasets import load_dataset
+    from pairlab.data.user import data_options, is_unlabelled
+    from pairlab.train.evaluate import extract, probe
+    from pairlab.train.loop import model_for
+
+    train = load_dataset(cfg.dataset, "train", cfg.data_dir, **data_options(cfg)).subset(cfg.eval.train_subset)
+    test = load_dataset(cfg.dataset, "test", cfg.data_dir, **data_options(cfg)).subset(cfg.eval.test_subset)
+    if is_unlabelled(train):
+        return []
     flat = lambda x: x.flatten(1)  # noqa: E731
     rows = [{"variant": "raw pixels", "seed": None, **probe(extract(flat, train.x), train.labels,
                                                               extract(flat, test.x), test.labels, cfg.eval)}]
     for s in seeds:
-        model = build_model(cfg.model_copy(update={"seed": s}), train.x.shape[1]).eval()
+        model = model_for(cfg.model_copy(update={"seed": s}), train.x).eval()
         fn = lambda x, m=model: m.features(x)  # noqa: E731
         rows.append({"variant": "random init", "seed": s,
                      **probe(extract(fn, train.x), train.labels, extract(fn, test.x), test.labels, cfg.eval)})
@@ -320,11 +330,13 @@ def _image_train(cfg: TrainConfig, *, resume: bool, overwrite: bool, quiet: bool
 
 
 def backend_for(dataset: str) -> Backend:
-    """``mfeat`` -> the multi-view MLP backend; anything else -> the image training loop."""
+    """``mfeat`` -> the multi-view MLP backend; anything else -> the training loop (images, vectors, text)."""
     if dataset == "mfeat":
         from pairlab.compare import mfeat
 
         return Backend(mfeat.train_mfeat, mfeat.mfeat_baselines)
+    if dataset.startswith("csv:"):  # text (SimCSE on MiniLM): the run reports its own zero-shot baseline
+        return Backend(_image_train, None)
     return Backend(_image_train, image_baselines)
 
 
