@@ -11,7 +11,6 @@ from torch import nn
 
 from pairlab.data.datasets import load_dataset
 from pairlab.data.user import (
-    MLPEncoder,
     VectorViews,
     load_user,
     read_text_csv,
@@ -287,14 +286,6 @@ def test_vector_views_noise_and_mask_statistics():
     # two views of one row differ (independent draws); sample-major layout keeps rows together
     assert not torch.equal(m[:, 0], m[:, 1])
     assert torch.equal(VectorViews(2, 0.0, 0.0)(torch.arange(6.0).view(3, 2))[:, 1], torch.arange(6.0).view(3, 2))
-
-
-def test_mlp_encoder_shapes_and_bad_input():
-    enc = MLPEncoder(7, (32, 16), hidden_dim=20, proj_dim=5)
-    x = torch.randn(6, 7)
-    assert enc.features(x).shape == (6, 16) and enc(x).shape == (6, 5) and enc.feature_dim == 16
-    with pytest.raises(ValueError, match=r"\[N, 7\]"):
-        enc(torch.randn(6, 8))
 
 
 def test_stratified_mask_takes_a_fifth_of_every_class():

@@ -18,8 +18,8 @@ Formats (``PATH`` relative to the working directory):
   are images: scaled to ``uint8`` (values in [0, 1] times 255; values in [0, 255] as they are; any other range
   min-max over the whole array) and resized only when not square or when ``image_size`` is set. 2-D arrays
   ``[N, D]`` are vectors: standardised with the training split's per-feature mean and std (a constant feature
-  keeps std 1), trained with :class:`MLPEncoder` and :class:`VectorViews`; the ``raw`` evaluation row is
-  then the standardised features.
+  keeps std 1), trained with :class:`~pairlab.models.mlp.MLPEncoder` and :class:`VectorViews`; the ``raw``
+  evaluation row is then the standardised features.
 - ``csv:PATH`` (``.tsv``: tab-separated): a text column (``text_column``, else ``text`` or ``sentence``), an
   optional ``label`` (or ``labels``, ``y``) and ``split`` column. :func:`train_text` fine-tunes all-MiniLM-L6-v2
   with the text domain's SimCSE recipe (:mod:`pairlab.domains.text`: dropout views, NT-Xent, tau 0.05, MLP head
@@ -57,6 +57,7 @@ from torch import nn
 
 from pairlab._validate import check_all_finite, check_embeddings
 from pairlab.data.datasets import ImageData
+from pairlab.models.mlp import MLPEncoder  # noqa: F401  (re-exported: moved to pairlab.models.mlp)
 
 PREFIXES = ("folder", "npz", "parquet", "csv")
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
@@ -446,49 +447,6 @@ def _images_from_array(a: np.ndarray, image_size: int | None, image_mode: str) -
 
 
 # ---------------------------------------------------------------------------------------------------- vector models
-
-
-class MLPEncoder(nn.Module):
-    """MLP backbone + SimCLR projection head for vectors ``[N, D]`` (the vector twin of ``models.encoder.Encoder``).
-
-    Backbone: ``(Linear -> BatchNorm1d -> ReLU)`` per width of ``widths`` (the training loop uses ``(hidden_dim,
-    widths[-1])`` of the model config: 256 then 128 by default); ``features(x)`` is its output (evaluation),
-    ``forward(x)`` the head's ``z``.
-
-    Examples:
-        >>> MLPEncoder(10)(torch.randn(4, 10)).shape
-        torch.Size([4, 64])
-    """
-
-    def __init__(self, in_dim: int, widths: Sequence[int] = (256, 128), hidden_dim: int = 256, proj_dim: int = 64):
-        super().__init__()
-        from pairlab.models.encoder import ProjectionHead
-
-        if not isinstance(in_dim, int) or in_dim < 1:
-            raise ValueError(f"in_dim must be a positive int, got {in_dim!r}")
-        if len(widths) == 0 or any(int(w) <= 0 for w in widths):
-            raise ValueError(f"widths must be a non-empty list of positive ints, got {list(widths)}")
-        layers: list[nn.Module] = []
-        d = in_dim
-        for w in widths:
-            layers += [nn.Linear(d, int(w), bias=False), nn.BatchNorm1d(int(w)), nn.ReLU(inplace=True)]
-            d = int(w)
-        self.backbone = nn.Sequential(*layers)
-        self.head = ProjectionHead(d, hidden_dim, proj_dim)
-        self.in_dim, self.out_dim = in_dim, d
-
-    @property
-    def feature_dim(self) -> int:
-        return self.out_dim
-
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        check_embeddings("x", x, 2, "[N, D]")
-        if x.shape[1] != self.in_dim:
-            raise ValueError(f"x must have shape [N, {self.in_dim}], got {tuple(x.shape)}")
-        return self.backbone(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x))
 
 
 class VectorViews(nn.Module):

@@ -48,14 +48,14 @@ CHECKPOINT = "checkpoint.pt"
 def build_model(cfg: TrainConfig, in_channels: int = 1, vector_dim: int | None = None) -> nn.Module:
     """The encoder, initialised from ``cfg.seed`` without touching the global RNG stream.
 
-    With ``vector_dim`` (vector data ``[N, D]`` from ``npz:`` / ``parquet:``): :class:`pairlab.data.user.MLPEncoder`
+    With ``vector_dim`` (vector data ``[N, D]`` from ``npz:`` / ``parquet:``): :class:`pairlab.models.mlp.MLPEncoder`
     with backbone widths ``(model.hidden_dim, model.widths[-1])`` instead of the CNN.
     """
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
         m = cfg.model
         if vector_dim is not None:
-            from pairlab.data.user import MLPEncoder
+            from pairlab.models.mlp import MLPEncoder
 
             return MLPEncoder(vector_dim, (m.hidden_dim, m.widths[-1]), m.hidden_dim, m.proj_dim)
         return Encoder(in_channels, m.widths, m.blocks, m.hidden_dim, m.proj_dim, m.stem_stride)
@@ -516,7 +516,7 @@ def load_run(run_dir: str | os.PathLike) -> tuple[TrainConfig, Encoder, dict[str
     sd = state["model"]
     if "backbone.stem.0.weight" in sd:
         model = build_model(cfg, sd["backbone.stem.0.weight"].shape[1])
-    else:  # vector data: MLPEncoder (pairlab.data.user)
+    else:  # vector data: MLPEncoder (pairlab.models.mlp)
         model = build_model(cfg, vector_dim=sd["backbone.0.weight"].shape[1])
     model.load_state_dict(state["model"])
     return cfg, model, state
