@@ -204,3 +204,37 @@ def test_loop_rejects_candidates_with_pair_objective():
 
     with pytest.raises(ValueError, match="candidates/weights need a 'views' objective"):
         build_objective(make_config({"objective": "clip", "candidates": "queue"}))
+
+
+def _user_data(tmp_path, kind):
+    import numpy as np
+
+    if kind == "npz-vectors":
+        rng = np.random.default_rng(0)
+        y = np.arange(60) % 2
+        x = rng.normal(size=(60, 5)).astype(np.float32) + 3.0 * y[:, None]
+        np.savez(tmp_path / "v.npz", x=x, y=y)
+        return f"npz:{tmp_path}/v.npz"
+    from PIL import Image
+
+    (tmp_path / "imgs").mkdir()
+    for i in range(30):  # unlabelled: images directly in the folder
+        Image.new("L", (10, 10), i * 8).save(tmp_path / "imgs" / f"{i:03d}.png")
+    return f"folder:{tmp_path}/imgs"
+
+
+@pytest.mark.parametrize("kind", ["npz-vectors", "unlabelled-folder"])
+def test_user_data_runs_write_report_and_per_epoch_histograms(tmp_path, kind):
+    from pairlab.report.html import read_jsonl
+
+    cfg = tiny(tmp_path, kind, dataset=_user_data(tmp_path, kind), train_subset=None, batch_size=8, views=3,
+               deterministic=False)
+    m = train(cfg, quiet=True)
+    run = tmp_path / kind
+    rows = read_jsonl(run / "score_hist.jsonl")
+    assert [r["epoch"] for r in rows] == [1, 2] and all(r["n"] >= 2 for r in rows)
+    assert all(-1 - 1e-6 <= r["pos_mean"] <= 1 + 1e-6 and len(r["pos_hist"]) == len(r["bin_edges"]) - 1 for r in rows)
+    html = (run / "report.html").read_text()
+    assert "<html" in html.lower() and kind in html
+    assert -1 <= m["scores"]["pos_mean"] <= 1 and m["alignment"] >= 0  # the K=2 geometry of the run's views
+    assert ("knn_acc" in m) == (kind == "npz-vectors")

@@ -500,54 +500,29 @@ UNLABELLED_NOTE = ("unlabelled data set: kNN / linear-probe accuracies need labe
                    "geometry only (alignment, uniformity, effective rank, score histograms)")
 
 
-@torch.no_grad()
-def geometry(model: nn.Module, x: torch.Tensor, views: nn.Module, seed: int = 0,
-             device: str = "cpu") -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-    """Alignment / uniformity (Wang & Isola 2020), effective rank and score histograms of two views of ``x``."""
-    from pairlab.metrics.geometry import alignment, effective_rank, uniformity
-    from pairlab.metrics.histograms import pos_neg_scores, score_histograms
-
-    two = VectorViews(2, views.noise_std, views.mask_p) if isinstance(views, VectorViews) else \
-        type(views)(views.size, 2, views.config)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        v = two(x)
-    z1, z2 = (model(v[:, i].to(device)).float().cpu() for i in range(2))
-    hist = score_histograms(z1, z2)
-    m = {"alignment": alignment(z1, z2, alpha=2.0), "uniformity": (uniformity(z1, t=2.0) + uniformity(z2, t=2.0)) / 2,
-         "effective_rank_z": effective_rank(torch.cat([z1, z2])),
-         "scores": {k: hist[k] for k in ("pos_mean", "pos_std", "neg_mean", "neg_std", "gap")},
-         "score_hist": {k: hist[k] for k in ("bin_edges", "pos_hist", "neg_hist")}}
-    pos, neg = pos_neg_scores(z1, z2)
-    return m, {"pos_scores": pos, "neg_scores": neg}
-
-
 def evaluate(model: nn.Module, train: ImageData, test: ImageData, cfg: Any, *, views: nn.Module | None = None,
              random_model: nn.Module | None = None, seed: int = 0,
              device: str = "cpu", **kwargs: Any) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-    """:func:`pairlab.train.evaluate.evaluate` for user data: vectors get their own views for the geometry;
-    unlabelled data gets the geometry and a ``note`` instead of accuracies (``cfg``: an ``EvalConfig``;
-    ``kwargs``, e.g. ``quiet``, go to the image evaluation)."""
+    """:func:`pairlab.train.evaluate.evaluate` for user data (``cfg``: an ``EvalConfig``; ``kwargs``, e.g.
+    ``quiet``, go to it). Labelled data (images or vectors) is evaluated by it unchanged (its geometry pass
+    uses the run's own views class); unlabelled data gets the geometry and a ``note`` instead of accuracies."""
     from pairlab.metrics.geometry import effective_rank
     from pairlab.train import evaluate as ev
 
-    was = model.training
     if not is_unlabelled(train):
-        metrics, arrays = ev.evaluate(model, train, test, cfg, views=None if is_vector(train) else views,
-                                      random_model=random_model, seed=seed, device=device, **kwargs)
-        model.eval()
-        geo = is_vector(train)
-    else:
-        train, test = train.subset(cfg.train_subset), test.subset(cfg.test_subset)
-        model.eval()
-        te_f = ev.extract(lambda x: model.features(x), test.x, device=device)
-        metrics = {"note": UNLABELLED_NOTE, "labelled": False, "effective_rank": effective_rank(te_f),
-                   "feature_dim": int(te_f.shape[1]), "eval_train_size": len(train), "eval_test_size": len(test)}
-        arrays = {"test_features": te_f, "test_labels": torch.zeros(len(test), dtype=torch.long)}
-        geo = True
+        return ev.evaluate(model, train, test, cfg, views=views, random_model=random_model, seed=seed,
+                           device=device, **kwargs)
+    was = model.training
+    train, test = train.subset(cfg.train_subset), test.subset(cfg.test_subset)
+    model.eval()
+    te_f = ev.extract(lambda x: model.features(x), test.x, device=device)
+    metrics: dict[str, Any] = {"note": UNLABELLED_NOTE, "labelled": False, "effective_rank": effective_rank(te_f),
+                               "feature_dim": int(te_f.shape[1]), "eval_train_size": len(train),
+                               "eval_test_size": len(test)}
+    arrays: dict[str, torch.Tensor] = {"test_features": te_f, "test_labels": test.labels}
     n = min(cfg.geometry_samples, len(test))
-    if geo and views is not None and n >= 2:
-        m, a = geometry(model, test.x[:n], views, seed, device)
+    if views is not None and n >= 2:
+        m, a = ev.geometry(model, test.x[:n], views, seed, device)
         metrics.update(m)
         arrays.update(a)
     model.train(was)

@@ -85,9 +85,9 @@ class EpochHistograms:
     """Positive/negative score histograms of a fixed held-out batch, one JSON line per call.
 
     Args:
-        x: held-out images ``[N, C, H, W]`` (the first ``n`` are used).
-        views: the run's :class:`~pairlab.data.views.Views` (its size and augmentation config are reused
-            with ``k=2``).
+        x: held-out samples, images ``[N, C, H, W]`` or vectors ``[N, D]`` (the first ``n`` are used).
+        views: the run's views (:class:`~pairlab.data.views.Views` or :class:`~pairlab.data.user.VectorViews`),
+            reused with ``k=2`` (:func:`pairlab.train.evaluate.two_views`), or any callable giving ``[N, K>=2, ...]``.
         seed: seeds the generator that draws the two views once.
         n: number of images (``min(n, N)``; at least 2 are needed for negatives).
     """
@@ -96,9 +96,9 @@ class EpochHistograms:
         n = min(int(n), int(x.shape[0]))
         if n < 2:
             raise ValueError(f"per-epoch score histograms need at least 2 held-out images, got {x.shape[0]}")
-        from pairlab.data.views import Views
+        from pairlab.train.evaluate import two_views
 
-        two = Views(views.size, 2, views.config) if hasattr(views, "config") else views
+        two = two_views(views) if isinstance(getattr(views, "k", None), int) else views
         with torch.random.fork_rng(devices=[]), torch.no_grad():
             torch.manual_seed(seed)
             v = two(x[:n])

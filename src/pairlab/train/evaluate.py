@@ -5,10 +5,11 @@ weighted kNN (cosine, ``k=20``, ``T=0.07``; :mod:`pairlab.metrics.knn`) and a li
 standardised features (:mod:`pairlab.metrics.linear`), trained on the training split and scored on the
 test split. The encoder's feature is the backbone output (pre-projection), as in SimCLR.
 
-Geometry of the learned embedding, on ``geometry_samples`` test images with two augmented views each
-(views drawn from a fixed seed): alignment and uniformity (Wang & Isola 2020) and positive/negative score
-histograms on the projection output ``z`` (the space the objective scores); effective rank (Roy & Vetterli
-2007) of the backbone features of the test set and of ``z``.
+Geometry of the learned embedding, on ``geometry_samples`` test samples with two augmented views each
+(views drawn from a fixed seed by the run's own views class with ``K=2``, :func:`two_views`: image
+:class:`~pairlab.data.views.Views` or :class:`~pairlab.data.user.VectorViews`): alignment and uniformity
+(Wang & Isola 2020) and positive/negative score histograms on the projection output ``z`` (the space the
+objective scores); effective rank (Roy & Vetterli 2007) of the backbone features of the test set and of ``z``.
 
 Progress: one rich bar over the feature-extraction batches, the geometry pass and each kNN / linear probe
 (:func:`pairlab.train.tracking.progress`), hidden with ``quiet=True`` or when stdout is not a terminal.
@@ -16,6 +17,7 @@ Progress: one rich bar over the feature-extraction batches, the geometry pass an
 
 from __future__ import annotations
 
+import copy
 import math
 from typing import Any
 
@@ -23,7 +25,6 @@ import torch
 from torch import nn
 
 from pairlab.data.datasets import ImageData, to_float
-from pairlab.data.views import Views
 from pairlab.metrics.geometry import alignment, effective_rank, uniformity
 from pairlab.metrics.histograms import pos_neg_scores, score_histograms
 from pairlab.metrics.knn import knn_accuracy
@@ -59,13 +60,52 @@ def probe(train_f: torch.Tensor, train_y: torch.Tensor, test_f: torch.Tensor, te
     return {"knn_acc": knn, "linear_acc": lin}
 
 
+def two_views(views: nn.Module) -> nn.Module:
+    """The run's views with ``K=2``: the same class, size and augmentation settings (images or vectors).
+
+    A shallow copy with ``k = 2`` (the augmentation modules are shared, ``views`` itself is unchanged); it
+    draws exactly what a fresh instance built with ``k=2`` would draw from the same RNG state.
+    """
+    if not isinstance(views, nn.Module) or not isinstance(getattr(views, "k", None), int):
+        raise TypeError(f"views must be a views module with an integer k (Views, VectorViews), got {type(views)}")
+    if views.k == 2:
+        return views
+    two = copy.copy(views)
+    two.k = 2
+    return two
+
+
+@torch.no_grad()
+def geometry(model: nn.Module, x: torch.Tensor, views: nn.Module, seed: int = 0,
+             device: str = "cpu") -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """Alignment / uniformity (Wang & Isola 2020), effective rank of ``z`` and pos/neg score histograms.
+
+    Two views of every row of ``x`` (:func:`two_views`, drawn under ``seed`` without touching the global RNG
+    stream) go through ``model`` (its projection output ``z``). Returns ``(metrics, arrays)``; ``arrays``
+    holds ``pos_scores`` / ``neg_scores`` for the plots.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        v = two_views(views)(x)
+    z1 = model(v[:, 0].to(device)).float().cpu()
+    z2 = model(v[:, 1].to(device)).float().cpu()
+    hist = score_histograms(z1, z2)
+    metrics = {"alignment": alignment(z1, z2, alpha=2.0),
+               "uniformity": (uniformity(z1, t=2.0) + uniformity(z2, t=2.0)) / 2,
+               "effective_rank_z": effective_rank(torch.cat([z1, z2])),
+               "scores": {k: hist[k] for k in ("pos_mean", "pos_std", "neg_mean", "neg_std", "gap")},
+               "score_hist": {k: hist[k] for k in ("bin_edges", "pos_hist", "neg_hist")}}
+    pos, neg = pos_neg_scores(z1, z2)
+    return metrics, {"pos_scores": pos, "neg_scores": neg}
+
+
 def evaluate(
     model: nn.Module,
     train: ImageData,
     test: ImageData,
     cfg: EvalConfig,
     *,
-    views: Views | None = None,
+    views: nn.Module | None = None,
     random_model: nn.Module | None = None,
     seed: int = 0,
     device: str = "cpu",
@@ -79,7 +119,7 @@ def evaluate(
         return _evaluate(model, train, test, cfg, views, random_model, seed, device, bar)
 
 
-def _evaluate(model: nn.Module, train: ImageData, test: ImageData, cfg: EvalConfig, views: Views | None,
+def _evaluate(model: nn.Module, train: ImageData, test: ImageData, cfg: EvalConfig, views: nn.Module | None,
               random_model: nn.Module | None, seed: int, device: str, bar: Any) -> tuple[dict[str, Any], dict]:
     was_training = model.training
     model.eval()
@@ -94,19 +134,9 @@ def _evaluate(model: nn.Module, train: ImageData, test: ImageData, cfg: EvalConf
     arrays: dict[str, torch.Tensor] = {"test_features": te_f, "test_labels": test.labels}
     n = min(cfg.geometry_samples, len(test))
     if views is not None and n >= 2:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            v = Views(views.size, 2, views.config)(test.x[:n])
-        with torch.no_grad():
-            z1 = model(v[:, 0].to(device)).float().cpu()
-            z2 = model(v[:, 1].to(device)).float().cpu()
-        metrics["alignment"] = alignment(z1, z2, alpha=2.0)
-        metrics["uniformity"] = (uniformity(z1, t=2.0) + uniformity(z2, t=2.0)) / 2
-        metrics["effective_rank_z"] = effective_rank(torch.cat([z1, z2]))
-        hist = score_histograms(z1, z2)
-        metrics["scores"] = {k: hist[k] for k in ("pos_mean", "pos_std", "neg_mean", "neg_std", "gap")}
-        metrics["score_hist"] = {k: hist[k] for k in ("bin_edges", "pos_hist", "neg_hist")}
-        arrays["pos_scores"], arrays["neg_scores"] = pos_neg_scores(z1, z2)
+        geo, geo_arrays = geometry(model, test.x[:n], views, seed, device)
+        metrics.update(geo)
+        arrays.update(geo_arrays)
     bar.advance(status="raw pixels" if cfg.baselines else "done")
     if cfg.baselines:
         flat = lambda x: x.flatten(1)  # noqa: E731
