@@ -131,6 +131,15 @@ def test_folder_unlabelled_reports_geometry_only(tmp_path):
     assert "note" in m and "unlabelled" in m["note"] and m["labelled"] is False
     assert not any(k.endswith("knn_acc") or k.endswith("linear_acc") for k in m)
     assert 0 <= m["alignment"] <= 4 and m["uniformity"] <= 0 and m["effective_rank"] >= 1
+    # the projection plot gets the -1 labels (one neutral colour, pairlab.report.plots), not a class "0"
+    from pairlab.data.user import build_views, evaluate
+    from pairlab.train.config import EvalConfig, make_config
+    from pairlab.train.loop import model_for
+
+    cfg = make_config({"dataset": f"folder:{tmp_path}/d"})
+    te = load_user(f"folder:{tmp_path}/d", "test")
+    _, arrays = evaluate(model_for(cfg, d.x), d, te, EvalConfig(geometry_samples=4), views=build_views(cfg, d))
+    assert arrays["test_labels"].tolist() == [-1] * len(te)
 
 
 def test_unlabelled_with_supervised_objective_is_refused(tmp_path, capsys):

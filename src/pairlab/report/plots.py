@@ -1,7 +1,8 @@
 """PNG plots of a run: loss curve, positive/negative score histograms, 2-D projection of test embeddings.
 
 matplotlib with the non-interactive Agg backend; the projection is PCA (sklearn) of the backbone features
-of up to 3000 test images, coloured by class.
+of up to 3000 test images, coloured by class; unlabelled samples (label ``-1``, e.g. an unlabelled
+``folder:`` data set) are drawn in one neutral colour (:data:`NEUTRAL`) under a title that says so.
 """
 
 from __future__ import annotations
@@ -58,25 +59,44 @@ def plot_scores(pos: torch.Tensor, neg: torch.Tensor, path: Path) -> Path:
     return path
 
 
-def plot_projection(features: torch.Tensor, labels: torch.Tensor, classes: Sequence[str], path: Path,
-                    max_points: int = 3000) -> Path:
-    """PCA to 2-D of (L2-normalised) features, coloured by class."""
+NEUTRAL = "#7f7f7f"  # the colour of unlabelled points
+
+
+def projection_figure(features: torch.Tensor, labels: torch.Tensor, classes: Sequence[str]):
+    """Matplotlib figure of the PCA to 2-D of (L2-normalised) ``features``, coloured by class.
+
+    Samples with a negative label (unlabelled) are one grey scatter without a legend entry; when every
+    sample is unlabelled the title says so (no class "0").
+    """
     from sklearn.decomposition import PCA
 
     plt = _plt()
-    f = torch.nn.functional.normalize(features[:max_points].double(), dim=1).numpy()
-    y = labels[:max_points].numpy()
+    f = torch.nn.functional.normalize(features.double(), dim=1).numpy()
+    y = labels.numpy()
     xy = PCA(n_components=2, random_state=0).fit_transform(f)
     fig, ax = plt.subplots(figsize=(6, 5))
     cmap = plt.get_cmap("tab10")
+    unlabelled = y < 0
+    if unlabelled.any():
+        ax.scatter(xy[unlabelled, 0], xy[unlabelled, 1], s=4, color=NEUTRAL)
     for c in range(int(y.max()) + 1 if len(y) else 0):
         m = y == c
         ax.scatter(xy[m, 0], xy[m, 1], s=4, color=cmap(c % 10), label=classes[c] if c < len(classes) else str(c))
-    ax.set_title("test embeddings (backbone features, PCA)")
-    ax.legend(markerscale=3, fontsize=7, loc="best")
+    if len(y) and unlabelled.all():
+        ax.set_title("test embeddings (backbone features, PCA), unlabelled data: one colour")
+    else:
+        ax.set_title("test embeddings (backbone features, PCA)")
+        ax.legend(markerscale=3, fontsize=7, loc="best")
     fig.tight_layout()
+    return fig
+
+
+def plot_projection(features: torch.Tensor, labels: torch.Tensor, classes: Sequence[str], path: Path,
+                    max_points: int = 3000) -> Path:
+    """PCA to 2-D of (L2-normalised) features of the first ``max_points`` samples, coloured by class (PNG)."""
+    fig = projection_figure(features[:max_points], labels[:max_points], classes)
     fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _plt().close(fig)
     return path
 
 
