@@ -72,3 +72,22 @@ def test_fmnist_default_briefly(tmp_path):
     assert m["steps"] == 40 and m["feature_dim"] == 128
     assert m["raw_knn_acc"] > 0.75 and m["raw_linear_acc"] > 0.75
     assert m["knn_acc"] > 0.6 and m["linear_acc"] > 0.6
+
+
+def test_summary_lists_the_artefacts_the_run_really_has(tmp_path, capsys):
+    from pairlab.train.cli import print_summary, run_artefacts
+
+    run = tmp_path / "r"
+    (run / "tensorboard").mkdir(parents=True)
+    for f in ("config.yaml", "metrics.json", "metrics.jsonl", "metrics.csv", "checkpoint.pt", "report.html",
+              "score_hist.jsonl", "loss.png", "projection.png", "checkpoint.pt.tmp"):
+        (run / f).write_text("x")
+    got = run_artefacts(run)
+    assert got[0] == "report.html"  # the one to open first
+    assert set(got) == {"report.html", "metrics.csv", "tensorboard/", "score_hist.jsonl", "loss.png",
+                        "projection.png", "metrics.json", "metrics.jsonl", "config.yaml", "checkpoint.pt"}
+    print_summary({"run_dir": str(run), "knn_acc": 0.5})
+    out = capsys.readouterr().out
+    assert all(name in out for name in got) and "*.png" not in out and ".tmp" not in out and "mlruns" not in out
+    (run / "report.html").unlink()
+    assert "report.html" not in run_artefacts(run) and run_artefacts(tmp_path / "missing") == []

@@ -7,6 +7,22 @@ from typing import Any
 
 import typer
 
+# the order a user reads them in; anything else the run directory holds follows, sorted (folders end in "/")
+ARTEFACT_ORDER = ("report.html", "metrics.csv", "tensorboard/", "mlruns/", "score_hist.jsonl", "metrics.json",
+                  "metrics.jsonl", "config.yaml", "checkpoint.pt")
+
+
+def run_artefacts(run: Path) -> list[str]:
+    """What ``run`` really holds: known artefacts first (:data:`ARTEFACT_ORDER`), then the PNGs and any other
+    entry by name; temporary (``*.tmp``) and hidden files are left out. ``[]`` when ``run`` does not exist."""
+    run = Path(run)
+    if not run.is_dir():
+        return []
+    names = [p.name + "/" * p.is_dir() for p in run.iterdir()
+             if not p.name.startswith(".") and not p.name.endswith(".tmp")]
+    rank = {n: i for i, n in enumerate(ARTEFACT_ORDER)}
+    return sorted(names, key=lambda n: (rank.get(n, len(rank) + (not n.endswith(".png"))), n))
+
 
 def print_summary(metrics: dict[str, Any], title: str = "frozen-feature evaluation") -> None:
     """Rich table: learned vs raw pixels vs random init (kNN and linear), plus geometry."""
@@ -34,11 +50,10 @@ def print_summary(metrics: dict[str, Any], title: str = "frozen-feature evaluati
     console.print("  ".join(extra))
     if "run_dir" in metrics:
         run = Path(metrics["run_dir"])
-        names = ("config.yaml", "metrics.json", "metrics.jsonl", "metrics.csv", "tensorboard", "mlruns",
-                 "checkpoint.pt", "report.html")
-        files = [n + "/" * (run / n).is_dir() for n in names if (run / n).exists()]
-        files += ["*.png"] if any(run.glob("*.png")) else []
-        console.print(f"artefacts in {run}/ ({', '.join(files)})")
+        files = run_artefacts(run)
+        if "report.html" in files:
+            console.print(f"report: {run / 'report.html'}", soft_wrap=True)
+        console.print(f"artefacts in {run}/: {', '.join(files)}", soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:
