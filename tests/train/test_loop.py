@@ -238,3 +238,22 @@ def test_user_data_runs_write_report_and_per_epoch_histograms(tmp_path, kind):
     assert "<html" in html.lower() and kind in html
     assert -1 <= m["scores"]["pos_mean"] <= 1 and m["alignment"] >= 0  # the K=2 geometry of the run's views
     assert ("knn_acc" in m) == (kind == "npz-vectors")
+
+
+def test_null_temperature_means_each_objectives_own_default():
+    import inspect
+
+    from pairlab import registry
+
+    ctx = {"num_classes": 10, "num_samples": 100}
+    for name in ("simlap", "ntxent", "dcl"):
+        own = inspect.signature(registry.get("objectives", name).obj).parameters["temperature"].default
+        obj, _ = build_objective(make_config({"objective": name, "temperature": None}), ctx)
+        assert obj.temperature.value == pytest.approx(own), name
+        obj, _ = build_objective(make_config({"objective": name}), ctx)  # the embedded config's 0.2
+        assert obj.temperature.value == pytest.approx(0.2), name
+    simlap, _ = build_objective(make_config({"objective": "simlap", "temperature": None}), ctx)
+    assert simlap.temperature.value == pytest.approx(0.1)  # the SimLAP paper's tau
+    explicit, _ = build_objective(make_config({"objective": "simlap", "temperature": None,
+                                               "objective_args": {"temperature": 0.3}}), ctx)
+    assert explicit.temperature.value == pytest.approx(0.3)

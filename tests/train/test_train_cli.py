@@ -91,3 +91,20 @@ def test_summary_lists_the_artefacts_the_run_really_has(tmp_path, capsys):
     assert all(name in out for name in got) and "*.png" not in out and ".tmp" not in out and "mlruns" not in out
     (run / "report.html").unlink()
     assert "report.html" not in run_artefacts(run) and run_artefacts(tmp_path / "missing") == []
+
+
+def test_temperature_default_flag_uses_the_objectives_own(tmp_path, capsys):
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(TINY + "max_steps: 1\neval: {linear_max_iter: 5, geometry_samples: 20, baselines: false, "
+                   "plots: false, train_subset: 100, test_subset: 50}\n")
+    common = ["train", "--config", str(cfg), "--runs-dir", str(tmp_path / "runs"), "--quiet", "--objective", "simlap"]
+    assert main([*common, "--name", "d", "--temperature", "default"]) == 0
+    row = json.loads((tmp_path / "runs" / "d" / "metrics.jsonl").read_text().splitlines()[0])
+    assert row["temperature"] == pytest.approx(0.1)  # SimLAP's paper default, not the config's 0.2
+    assert "temperature: null" in (tmp_path / "runs" / "d" / "config.yaml").read_text()
+    assert main([*common, "--name", "e", "--temperature", "0.3"]) == 0
+    row = json.loads((tmp_path / "runs" / "e" / "metrics.jsonl").read_text().splitlines()[0])
+    assert row["temperature"] == pytest.approx(0.3)
+    assert main([*common, "--name", "f", "--temperature", "warm"]) == 2
+    err = capsys.readouterr().err
+    assert "--temperature" in err and "'warm'" in err and "default" in err

@@ -19,7 +19,11 @@ first. A row with no negative contributes 0 (official). Computed without the ``[
 ``||k_j * g_i||^2 = (k^2) @ (g^2)^T``. Two views: ``1/2 [l(z1, z2) + l(z2, z1)]`` with one shared partner draw
 (``K > 2``: mean over ordered view pairs; ``K = 1``: the vitookit single-view form ``l(z, z)``).
 
-Defaults (SimLAP): ``tau = 0.1``, gate ``in_dim=512``, ``mlp_dim=1024``. Warm-up (``warmup_epochs``, with
+Defaults (SimLAP): ``tau = 0.1``, gate ``in_dim=512``, ``mlp_dim=1024``. ``pairlab train`` passes its config's
+``temperature`` (0.2, the NT-Xent default) to every objective taking one; ``temperature: null`` in the config
+(``--temperature default``) keeps this paper default. Registry name: ``simlap`` only. The registry has no aliases
+(a second ``hydra`` registration would be a separate component in ``pairlab list``, the README table and the
+reliability cases), so the paper's v1 name ``hydra`` is not registered. Warm-up (``warmup_epochs``, with
 :meth:`SimLAP.set_epoch`): embeddings are detached so only the gate learns (official: the MoCo query is
 detached; its keys carry no gradient anyway). ``gate_sparsity`` (default 0, off) adds
 ``lambda * mean(g)``: pairlab's opt-in; no official version puts a sparsity term in the loss.

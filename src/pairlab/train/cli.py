@@ -12,6 +12,20 @@ ARTEFACT_ORDER = ("report.html", "metrics.csv", "tensorboard/", "mlruns/", "scor
                   "metrics.jsonl", "config.yaml", "checkpoint.pt")
 
 
+OWN_DEFAULT = ("default", "null", "none")  # --temperature values meaning "the objective's own default"
+
+
+def parse_temperature(value: str | None) -> float | None:
+    """``--temperature`` as a number (validated > 0 by the config); ``None`` when not given."""
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        raise ValueError(f"--temperature must be a number > 0 or 'default' (each objective's own default), "
+                         f"got {value!r}") from None
+
+
 def run_artefacts(run: Path) -> list[str]:
     """What ``run`` really holds: known artefacts first (:data:`ARTEFACT_ORDER`), then the PNGs and any other
     entry by name; temporary (``*.tmp``) and hidden files are left out. ``[]`` when ``run`` does not exist."""
@@ -69,7 +83,8 @@ def register(app: typer.Typer) -> None:
         epochs: int = typer.Option(None, "--epochs"),
         batch_size: int = typer.Option(None, "--batch-size"),
         views: int = typer.Option(None, "--views", help="Views per image K."),
-        temperature: float = typer.Option(None, "--temperature"),
+        temperature: str = typer.Option(None, "--temperature", help="tau > 0 for objectives that take one, or "
+                                        "'default': each objective's own (paper) default. Config default 0.2."),
         lr: float = typer.Option(None, "--lr"),
         seed: int = typer.Option(None, "--seed"),
         name: str = typer.Option(None, "--name", help="Run name: writes runs/<name>/."),
@@ -88,6 +103,7 @@ def register(app: typer.Typer) -> None:
         from pairlab.train.config import load_config
         from pairlab.train.loop import train
 
+        own_temperature = temperature is not None and temperature.strip().lower() in OWN_DEFAULT
         overrides = {
             "objective": objective,
             "candidates": candidates,
@@ -96,7 +112,7 @@ def register(app: typer.Typer) -> None:
             "epochs": epochs,
             "batch_size": batch_size,
             "views": views,
-            "temperature": temperature,
+            "temperature": None if own_temperature else parse_temperature(temperature),
             "lr": lr,
             "seed": seed,
             "name": name,
@@ -123,6 +139,8 @@ def register(app: typer.Typer) -> None:
                     print({k: v for k, v in metrics.items() if isinstance(v, (int, float))})
                 return
         cfg = load_config(config, overrides)
+        if own_temperature:  # null: build_objective leaves the objective's own default
+            cfg = cfg.model_copy(update={"temperature": None})
         metrics = train(cfg, resume=resume, overwrite=overwrite, quiet=quiet)
         from pairlab import distributed
 

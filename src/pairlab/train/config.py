@@ -62,7 +62,9 @@ class TrainConfig(BaseModel):
     candidates_args: dict[str, Any] = Field(default_factory=dict)
     weights: str | None = Field(None, description="registered weights component, e.g. hcl-hardness, meow")
     weights_args: dict[str, Any] = Field(default_factory=dict)
-    temperature: float | None = Field(0.2, gt=0, description="passed to objectives that take one")
+    temperature: float | None = Field(0.2, gt=0, description="passed to objectives that take one (unless set in "
+                                      "objective_args); null (--temperature default): each objective's own default, "
+                                      "e.g. SimLAP's paper 0.1. 0.2 is the NT-Xent default of this config")
     epochs: int = Field(2, ge=1)
     max_steps: int | None = Field(None, ge=1, description="stop after this many optimiser steps in total")
     train_subset: int | None = Field(None, ge=2, description="first N training images used for training")

@@ -69,6 +69,9 @@ def model_for(cfg: TrainConfig, x: torch.Tensor) -> nn.Module:
 def build_objective(cfg: TrainConfig, context: dict[str, Any] | None = None) -> tuple[nn.Module, str]:
     """Objective from the registry; ``cfg.temperature`` is passed when its constructor takes one.
 
+    ``temperature: null`` in the config (``pairlab train --temperature default``) passes none, so every objective
+    keeps its own (paper) default, e.g. SimLAP's 0.1; ``objective_args.temperature`` wins over both.
+
     Registry meta ``auto_args`` names constructor arguments filled (unless in ``objective_args``) from
     ``context`` (``num_classes``, ``num_samples`` from the dataset) or the config (``dim`` = ``model.proj_dim``,
     ``max_epochs`` = ``epochs``). Meta ``needs`` (``"index"``, ``"set_epoch"``) is kept on the objective as
