@@ -67,3 +67,61 @@ def test_compare_marks_a_config_that_is_itself_a_baseline(tmp_path, monkeypatch)
     rows = dom.compare([cfg], seeds=(0, 2), runs_dir=tmp_path, reuse=False)
     assert len(rows) == 1 and rows[0]["method"] == "pre" and rows[0]["kind"] == "baseline"
     assert rows[0]["acc"] == pytest.approx(0.6) and rows[0]["n_seeds"] == 2
+
+
+class _Tty:
+    """A stdout that says it is a terminal and keeps what rich writes."""
+
+    def __init__(self):
+        self.parts: list[str] = []
+
+    def isatty(self) -> bool:
+        return True
+
+    def write(self, s: str) -> int:
+        self.parts.append(s)
+        return len(s)
+
+    def flush(self) -> None:
+        pass
+
+
+def test_fit_progress_bar_on_a_terminal_lines_when_piped_nothing_when_quiet(monkeypatch, capsys):
+    def loop(quiet):
+        with dom.fit_progress("fit", 3, quiet=quiet) as tick:
+            for e in range(3):
+                tick(f"epoch {e + 1}/3 loss 0.5", show=e != 1)
+
+    loop(quiet=True)
+    assert capsys.readouterr().out == ""
+    loop(quiet=False)  # capsys: not a terminal -> the plain lines the runner asked to show
+    assert capsys.readouterr().out.splitlines() == ["epoch 1/3 loss 0.5", "epoch 3/3 loss 0.5"]
+    tty = _Tty()
+    monkeypatch.setattr("sys.stdout", tty)
+    seen = []
+    import pairlab.train.tracking as tracking
+
+    real = tracking.progress
+
+    def spy(label, total, **kw):
+        cm = real(label, total, **kw)
+        bar = cm.__enter__()
+        seen.append(bar)
+        return _Wrap(cm, bar)
+
+    class _Wrap:
+        def __init__(self, cm, bar):
+            self.cm, self.bar = cm, bar
+
+        def __enter__(self):
+            return self.bar
+
+        def __exit__(self, *a):
+            task = self.bar.prog.tasks[0]
+            seen.append((task.completed, task.total, task.fields["status"]))
+            return self.cm.__exit__(*a)
+
+    monkeypatch.setattr(tracking, "progress", spy)
+    loop(quiet=False)
+    assert seen[0].prog is not None and seen[1] == (3, 3, "epoch 3/3 loss 0.5")  # the bar ran to the end
+    assert not any("epoch 1/3 loss 0.5\n" in p for p in tty.parts)  # no plain lines under the bar

@@ -176,3 +176,18 @@ def test_runner_writes_run_dir(tmp_path):
     assert "dbpm_noisy" in rows[-1] and "mean_weight" in rows[-1]  # DBPM got indices and set_epoch
     with pytest.raises(ValueError, match="already exists"):
         run(cfg, quiet=True)
+
+
+@pytest.mark.slow
+@needs_aeon
+def test_runner_progress_lines_when_piped_and_none_when_quiet(tmp_path, capsys):
+    """The fit loop reports through pairlab.domains.fit_progress: off a terminal one plain line per epoch."""
+    from pairlab.domains import run
+
+    cfg = {"domain": "timeseries", "dataset": "ucr-italypowerdemand", "objective": "ntxent", "epochs": 2,
+           "batch_size": 64, "runs_dir": str(tmp_path), "name": "p", "widths": [4, 8], "plots": False}
+    run(cfg, quiet=False)
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("epoch ")]
+    assert [ln.split(" loss ")[0] for ln in lines] == ["epoch 1/2", "epoch 2/2"]
+    run({**cfg, "name": "q"}, quiet=True)
+    assert capsys.readouterr().out == ""

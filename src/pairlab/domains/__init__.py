@@ -21,6 +21,7 @@ This module imports no domain module (and no torch) until it is used.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import importlib
 import json
@@ -28,7 +29,7 @@ import shutil
 import statistics
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -152,6 +153,28 @@ class RunDir:
         self.tracker.log_final(metrics)
         self.tracker.close()
         return metrics
+
+
+@contextlib.contextmanager
+def fit_progress(label: str, total: int, quiet: bool = False) -> Iterator[Callable[..., None]]:
+    """Progress of a runner's fit loop; yields ``tick(line, show=True)``, called once per epoch (or step).
+
+    On a terminal: one rich bar (:func:`pairlab.train.tracking.progress`, ``label [bar] n/total line``) and no
+    lines. Off a terminal (piped, CI logs): the plain ``line`` when ``show`` (runners thin them, e.g. every
+    10th epoch). ``quiet``: nothing.
+    """
+    from pairlab.train.tracking import progress, show_progress
+
+    bar_on = show_progress(quiet)
+    with progress(label, total, quiet=quiet) as bar:
+
+        def tick(line: str, show: bool = True) -> None:
+            if bar_on:
+                bar.advance(status=line)
+            elif show and not quiet:
+                print(line, flush=True)
+
+        yield tick
 
 
 def plot_history(history: Sequence[float], path: Path, ylabel: str = "loss", xlabel: str = "epoch") -> Path:

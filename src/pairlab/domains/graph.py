@@ -564,7 +564,7 @@ def fit(cfg: GraphConfig, pr: Prepared, log=None) -> tuple[nn.Module, list[float
 
 def train(cfg: GraphConfig, *, overwrite: bool = False, quiet: bool = False) -> dict[str, Any]:
     """Train ``cfg.method`` on the ML-100k graph; linear-probe node classification; writes the run dir."""
-    from pairlab.domains import RunDir, plot_history
+    from pairlab.domains import RunDir, fit_progress, plot_history
 
     t_start = time.perf_counter()
     rd = RunDir(cfg.runs_dir, cfg.name, overwrite)
@@ -573,20 +573,20 @@ def train(cfg: GraphConfig, *, overwrite: bool = False, quiet: bool = False) -> 
     nodes, labels, classes = node_labels(g, cfg.target, cfg.min_class_count)
     tr, te = stratified_split(labels, cfg.train_frac, cfg.split_seed)
     pr = prepare(g, cfg)
-    say = (lambda s: None) if quiet else (lambda s: print(s, flush=True))
+    with fit_progress(cfg.name, cfg.epochs, quiet) as tick:  # a bar on a terminal, every 10th epoch when piped
 
-    def log(row: dict[str, Any]) -> None:
-        rd.log(row)
-        if row["epoch"] % 10 == 0 or row["epoch"] == cfg.epochs:
-            say(f"epoch {row['epoch']}/{cfg.epochs} loss {row['loss']:.4f}")
+        def log(row: dict[str, Any]) -> None:
+            rd.log(row)
+            tick(f"epoch {row['epoch']}/{cfg.epochs} loss {row['loss']:.4f}",
+                 show=row["epoch"] % 10 == 0 or row["epoch"] == cfg.epochs)
 
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(cfg.seed)
-        random_enc = MetaPathEncoder(pr.x.shape[1], pr.ctx_sizes, cfg.hidden, cfg.feat_drop)
-        torch.manual_seed(cfg.seed)
-        t0 = time.perf_counter()
-        enc, history = fit(cfg, pr, log)
-        train_s = time.perf_counter() - t0
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(cfg.seed)
+            random_enc = MetaPathEncoder(pr.x.shape[1], pr.ctx_sizes, cfg.hidden, cfg.feat_drop)
+            torch.manual_seed(cfg.seed)
+            t0 = time.perf_counter()
+            enc, history = fit(cfg, pr, log)
+            train_s = time.perf_counter() - t0
     emb = embed(enc, pr)
     m: dict[str, Any] = {"dataset": cfg.dataset, "target": cfg.target, "method": cfg.method, "classes": list(classes),
                          "labelled": int(nodes.numel()), "train_nodes": int(tr.numel()), "test_nodes": int(te.numel()),

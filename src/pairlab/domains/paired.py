@@ -198,7 +198,7 @@ def pretrain_tower(model: CNN1d, x: torch.Tensor, cfg: PairedConfig, g: torch.Ge
 
 def train(cfg: PairedConfig, *, overwrite: bool = False, quiet: bool = False) -> dict[str, Any]:
     """Two-tower training on accelerometer <-> gyroscope pairs, then retrieval / transfer / probe evaluation."""
-    from pairlab.domains import RunDir, plot_history
+    from pairlab.domains import RunDir, fit_progress, plot_history
     from pairlab.train.loop import param_groups
 
     t_start = time.perf_counter()
@@ -207,7 +207,6 @@ def train(cfg: PairedConfig, *, overwrite: bool = False, quiet: bool = False) ->
     (atr, btr), (ate, bte) = basicmotions_pair("train", cfg.data_dir), basicmotions_pair("test", cfg.data_dir)
     xa, xa_te = standardize_channels(atr.x, ate.x)
     xb, xb_te = standardize_channels(btr.x, bte.x)
-    say = (lambda s: None) if quiet else (lambda s: print(s, flush=True))
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
         tower_a, tower_b = CNN1d(3, proj_dim=cfg.proj_dim), CNN1d(3, proj_dim=cfg.proj_dim)
@@ -226,25 +225,27 @@ def train(cfg: PairedConfig, *, overwrite: bool = False, quiet: bool = False) ->
         opt = torch.optim.AdamW(param_groups(trained, cfg.weight_decay), lr=cfg.lr)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs)
         history: list[float] = []
-        for epoch in range(cfg.epochs):
-            tower_b.train()
-            if not cfg.freeze_a:
-                tower_a.train()
-            total, count = 0.0, 0
-            for idx in epoch_batches(xa.shape[0], cfg.batch_size, g):
-                va, vb = pair_views(xa[idx], xb[idx], cfg.augment, cfg.crop_frac, g)
-                za = tower_a(va)
-                loss = obj(za, tower_b(vb))
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                total, count = total + float(loss.detach()) * len(idx), count + len(idx)
-            sched.step()
-            history.append(total / count)
-            row = {"epoch": epoch + 1, "loss": history[-1], "lr": sched.get_last_lr()[0]}
-            row.update({k: v for k, v in (getattr(obj, "last_stats", {}) or {}).items() if isinstance(v, (int, float))})
-            rd.log(row)
-            say(f"epoch {epoch + 1}/{cfg.epochs} loss {history[-1]:.4f}")
+        with fit_progress(cfg.name, cfg.epochs, quiet) as tick:
+            for epoch in range(cfg.epochs):
+                tower_b.train()
+                if not cfg.freeze_a:
+                    tower_a.train()
+                total, count = 0.0, 0
+                for idx in epoch_batches(xa.shape[0], cfg.batch_size, g):
+                    va, vb = pair_views(xa[idx], xb[idx], cfg.augment, cfg.crop_frac, g)
+                    za = tower_a(va)
+                    loss = obj(za, tower_b(vb))
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    opt.step()
+                    total, count = total + float(loss.detach()) * len(idx), count + len(idx)
+                sched.step()
+                history.append(total / count)
+                row = {"epoch": epoch + 1, "loss": history[-1], "lr": sched.get_last_lr()[0]}
+                stats = getattr(obj, "last_stats", {}) or {}
+                row.update({k: v for k, v in stats.items() if isinstance(v, (int, float))})
+                rd.log(row)
+                tick(f"epoch {epoch + 1}/{cfg.epochs} loss {history[-1]:.4f}")
         train_s = time.perf_counter() - t0
     for t in (tower_a, tower_b, rnd_a, rnd_b):
         t.eval()

@@ -710,7 +710,7 @@ def fit(cfg: SeqRecConfig, data: SeqData, x: torch.Tensor, y: torch.Tensor, user
 
 def train(cfg: SeqRecConfig, *, overwrite: bool = False, quiet: bool = False) -> dict[str, Any]:
     """Train SASRec (+ the method's contrastive terms) on ML-100k; leave-one-out HR/NDCG; writes the run dir."""
-    from pairlab.domains import RunDir, plot_history
+    from pairlab.domains import RunDir, fit_progress, plot_history
 
     t_start = time.perf_counter()
     rd = RunDir(cfg.runs_dir, cfg.name, overwrite)
@@ -718,19 +718,19 @@ def train(cfg: SeqRecConfig, *, overwrite: bool = False, quiet: bool = False) ->
     data = load_ml100k_seq(cfg.data_dir, limit_users=cfg.limit_users)
     x, y, users = training_windows(data, cfg.max_len, cfg.windows)
     valid, test = eval_inputs(data, cfg.max_len, "valid"), eval_inputs(data, cfg.max_len, "test")
-    say = (lambda s: None) if quiet else (lambda s: print(s, flush=True))
     valid_curve: list[float] = []
-
-    def log(row: dict[str, Any]) -> None:
-        rd.log(row)
-        valid_curve.append(row[f"valid_hr@{cfg.topk}"])
-        say(f"epoch {row['epoch']}/{cfg.epochs} loss {row['loss']:.4f} valid HR@{cfg.topk} "
-            f"{row[f'valid_hr@{cfg.topk}']:.4f}")
-
     t0 = time.perf_counter()
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(cfg.seed)
-        model, history = fit(cfg, data, x, y, users, valid, log)
+    with fit_progress(cfg.name, cfg.epochs, quiet) as tick:
+
+        def log(row: dict[str, Any]) -> None:
+            rd.log(row)
+            valid_curve.append(row[f"valid_hr@{cfg.topk}"])
+            tick(f"epoch {row['epoch']}/{cfg.epochs} loss {row['loss']:.4f} valid HR@{cfg.topk} "
+                 f"{row[f'valid_hr@{cfg.topk}']:.4f}")
+
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(cfg.seed)
+            model, history = fit(cfg, data, x, y, users, valid, log)
     train_s = time.perf_counter() - t0
     k = cfg.topk
     m: dict[str, Any] = {"dataset": cfg.dataset, "method": cfg.method, "epochs": cfg.epochs, "train_s": train_s,

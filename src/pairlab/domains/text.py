@@ -432,13 +432,12 @@ def batches(sentences: list[str], cfg: TextConfig) -> list[list[int]]:
 
 def train(cfg: TextConfig, *, overwrite: bool = False, quiet: bool = False) -> dict[str, Any]:
     """Fine-tune MiniLM (top layers) with dropout views, then evaluate on the text protocols; writes the run dir."""
-    from pairlab.domains import RunDir, plot_history
+    from pairlab.domains import RunDir, fit_progress, plot_history
     from pairlab.domains.timeseries import build_objective
 
     t_start = time.perf_counter()
     rd = RunDir(cfg.runs_dir, cfg.name, overwrite)
     rd.write_config(cfg)
-    say = (lambda s: None) if quiet else (lambda s: print(s, flush=True))
     sentences = load_lee_background(cfg.data_dir)
     history: list[float] = []
     with torch.random.fork_rng(devices=[]):
@@ -457,20 +456,21 @@ def train(cfg: TextConfig, *, overwrite: bool = False, quiet: bool = False) -> d
             opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
             model.train()
             head.train()
-            for step, idx in enumerate(batches(sentences, cfg)):
-                texts = [sentences[i] for i in idx]
-                zs = [head(model(texts, cfg.max_length)) for _ in range(cfg.views)]
-                if sgw is not None:
-                    zs = [sgw(z) for z in zs]
-                z = torch.stack(zs, dim=1)
-                loss = obj(z[:, 0], z[:, 1]) if kind == "pair" else obj(z)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                history.append(float(loss.detach()))
-                rd.log({"step": step + 1, "loss": history[-1],
-                        "mean_words": sum(len(t.split()) for t in texts) / len(texts)})
-                say(f"step {step + 1}/{cfg.steps} loss {history[-1]:.4f}")
+            with fit_progress(cfg.name, cfg.steps, quiet) as tick:
+                for step, idx in enumerate(batches(sentences, cfg)):
+                    texts = [sentences[i] for i in idx]
+                    zs = [head(model(texts, cfg.max_length)) for _ in range(cfg.views)]
+                    if sgw is not None:
+                        zs = [sgw(z) for z in zs]
+                    z = torch.stack(zs, dim=1)
+                    loss = obj(z[:, 0], z[:, 1]) if kind == "pair" else obj(z)
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    opt.step()
+                    history.append(float(loss.detach()))
+                    rd.log({"step": step + 1, "loss": history[-1],
+                            "mean_words": sum(len(t.split()) for t in texts) / len(texts)})
+                    tick(f"step {step + 1}/{cfg.steps} loss {history[-1]:.4f}")
         train_s = time.perf_counter() - t0
     model.eval()
     t1 = time.perf_counter()

@@ -452,7 +452,7 @@ def fit(model: nn.Module, obj: nn.Module, kind: str, needs: list[str], x: torch.
 
 def train(cfg: TSConfig, *, overwrite: bool = False, quiet: bool = False) -> dict[str, Any]:
     """Train a 1-D CNN contrastively on ``cfg.dataset`` and evaluate it (official split); writes the run dir."""
-    from pairlab.domains import RunDir, plot_history
+    from pairlab.domains import RunDir, fit_progress, plot_history
 
     t_start = time.perf_counter()
     rd = RunDir(cfg.runs_dir, cfg.name, overwrite)
@@ -465,15 +465,15 @@ def train(cfg: TSConfig, *, overwrite: bool = False, quiet: bool = False) -> dic
         random_model = CNN1d(xtr.shape[1], cfg.widths, cfg.kernel, proj_dim=cfg.proj_dim)
         random_model.load_state_dict(model.state_dict())
         obj, kind, needs = build_objective(cfg.objective, cfg.objective_args, cfg.temperature, len(tr), cfg.epochs)
-        say = (lambda s: None) if quiet else (lambda s: print(s, flush=True))
-
-        def log(row: dict[str, Any]) -> None:
-            rd.log(row)
-            say(f"epoch {row['epoch']}/{cfg.epochs} loss {row['loss']:.4f}")
-
         t0 = time.perf_counter()
-        history = fit(model, obj, kind, needs, xtr, tr.labels, TSViews(2, cfg.augment), cfg.epochs,
-                      cfg.batch_size, cfg.lr, cfg.weight_decay, cfg.seed, log)
+        with fit_progress(cfg.name, cfg.epochs, quiet) as tick:
+
+            def log(row: dict[str, Any]) -> None:
+                rd.log(row)
+                tick(f"epoch {row['epoch']}/{cfg.epochs} loss {row['loss']:.4f}")
+
+            history = fit(model, obj, kind, needs, xtr, tr.labels, TSViews(2, cfg.augment), cfg.epochs,
+                          cfg.batch_size, cfg.lr, cfg.weight_decay, cfg.seed, log)
         train_s = time.perf_counter() - t0
     model.eval()
     random_model.eval()
