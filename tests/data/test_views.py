@@ -25,14 +25,16 @@ def test_views_differ_and_seed_determinism():
 
 
 def test_identity_config_returns_the_image():
-    cfg = AugmentConfig(crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), flip_p=0, affine_p=0, noise_p=0, erase_p=0)
+    cfg = AugmentConfig(crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), flip_p=0, affine_p=0, noise_p=0, erase_p=0,
+                        jitter_p=0)
     x = torch.rand(4, 1, 28, 28)
     v = Views(28, k=2, config=cfg)(x)
     assert torch.allclose(v[:, 0], x, atol=1e-5) and torch.allclose(v[:, 1], x, atol=1e-5)
 
 
 def test_flip_only_gives_image_or_mirror():
-    cfg = AugmentConfig(crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), flip_p=0.5, affine_p=0, noise_p=0, erase_p=0)
+    cfg = AugmentConfig(crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), flip_p=0.5, affine_p=0, noise_p=0,
+                        erase_p=0, jitter_p=0)
     x = torch.rand(16, 1, 28, 28)
     torch.manual_seed(0)
     v = Views(28, k=1, config=cfg)(x)[:, 0]
@@ -50,3 +52,18 @@ def test_bad_inputs():
         AugmentConfig(flip_p=2.0)
     with pytest.raises(ValueError):
         AugmentConfig(colour_jitter=0.4)
+
+
+def test_jitter_is_a_monotone_intensity_change_per_image():
+    """Brightness/contrast jitter alone keeps each image's pixel order and changes its histogram."""
+    cfg = AugmentConfig(crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), flip_p=0, affine_p=0, noise_p=0, erase_p=0,
+                        jitter_p=1.0, brightness=0.4, contrast=0.4)
+    x = torch.rand(8, 1, 28, 28) * 0.5 + 0.25  # away from the clamp at 0 and 1
+    torch.manual_seed(0)
+    v = Views(28, k=2, config=cfg)(x)
+    for b in range(8):
+        order = x[b].flatten().argsort()
+        for k in range(2):
+            assert bool((v[b, k].flatten()[order].diff() >= -1e-6).all())  # non-decreasing along x's order
+    assert (v[:, 0] - x).abs().amax() > 0.02 and (v[:, 0] - v[:, 1]).abs().amax() > 0.02
+    assert AugmentConfig().jitter_p == 0.8  # on by default: without it the FMNIST features fall below random init
