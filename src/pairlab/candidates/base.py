@@ -33,6 +33,21 @@ weights component)::
     loss.backward(); opt.step()
     gen.update(z.detach(), labels, ids=ids)
 
+Lifecycle in ``pairlab train`` (:mod:`pairlab.train.components`; hooks are optional and declared by the
+component, never special-cased by name)::
+
+    gen.setup(ctx)      # once before training (and on resume, before the saved state is loaded); ctx holds
+                        # model (initial weights), x (training inputs), labels, num_samples, dim, objective,
+                        # encode_dataset() -> [N, D] (initial encoder, no augmentation), raw_features() -> [N, P]
+    c = gen(z, labels, ids=ids, epoch=epoch)        # every step
+    gen.update(z.detach(), labels, ids=ids, epoch=epoch)   # after the optimiser step
+
+Constructor arguments come from ``candidates_args``, then the run (``dim``, ``num_samples``, ``max_epochs``,
+``loss`` = the run's objective) for the parameters the constructor takes, then the registry meta
+``train_defaults`` a component declares for the loop (e.g. InterCLR's small-data sizes). Uses: InterCLR
+initialises its memory in ``setup``, NeighbourPositives builds its frozen index, CLAPS builds a prototype head.
+Samplers (registry meta ``role="sampler"``, e.g. ``grouped``) are rejected with a message saying how to use them.
+
 ``objective_kwargs`` returns only the keyword arguments that are set (``extra``, ``extra_labels``,
 ``weights``), so it also works with NT-Xent (which takes no ``extra_labels``). Single process or DDP: the
 extra columns come after the gathered in-batch columns and the mask rows are this rank's anchors, so
@@ -154,6 +169,9 @@ class CandidateGenerator(nn.Module):
 
     def update(self, z: torch.Tensor, labels: torch.Tensor | None = None, **context: Any) -> None:
         """Called after the optimiser step with the step's (detached) embeddings; default no-op."""
+
+    def setup(self, context: Any) -> None:
+        """Called once before training with a :class:`pairlab.train.components.SetupContext`; default no-op."""
 
 
 def check_views(z: object, labels: object = None, min_views: int = 1) -> tuple[torch.Tensor, torch.Tensor | None]:

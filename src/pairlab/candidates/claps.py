@@ -24,6 +24,15 @@ to class/token logits): view ``source_view`` is the source, ``target_view`` the 
 ``CE(head(H), labels)`` (the head's own argmax without labels), ``L_contrast`` is InfoNCE source -> target,
 and KL compares ``head`` distributions. ``H_neg`` are ``extra`` rows visible only to their own sample's
 anchors (the official per-anchor ``adv`` column); ``H_pos`` is appended as view ``K``.
+
+In ``pairlab train`` (images/vectors, no task head): :meth:`LatentAdversarialPairs.setup` gives it a frozen
+:class:`PrototypeHead` when ``head`` is None: ``C`` spherical k-means prototypes of the initial (random-init)
+encoder's embeddings of the training set (``C`` = the number of classes, 10 when unlabelled; ``head_clusters``
+overrides), logits ``cos(h, c) / 0.1``. The "NLL" is then the cross-entropy to the head's own argmax (a
+pseudo-label, never the class labels: ``use_labels=False``), so the imposter is pushed towards another cluster
+and the distant positive keeps its cluster distribution (KL), the analogue of keeping the token distribution.
+Deviation: the official code perturbs decoder hidden states and reads them through the LM head and a
+projection; here the perturbed ``H`` is the embedding ``z`` the objective compares.
 """
 
 from __future__ import annotations
@@ -94,6 +103,21 @@ def claps_loss(doc: torch.Tensor, tgt: torch.Tensor, pos: torch.Tensor, neg: tor
     return 0.5 * (l1 + l2)
 
 
+class PrototypeHead(nn.Module):
+    """Frozen logits ``cos(h, c_j) / temperature`` over prototypes ``c [C, D]`` (a head for unlabelled data)."""
+
+    centroids: torch.Tensor
+
+    def __init__(self, centroids: torch.Tensor, temperature: float = 0.1):
+        super().__init__()
+        check_embeddings("centroids", centroids, 2, "[C, D]")
+        self.register_buffer("centroids", normalize(centroids.detach().float()))
+        self.temperature = check_positive("temperature", temperature)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return normalize(h) @ self.centroids.to(h.dtype).T / self.temperature
+
+
 @register("candidates", "claps", paper="Lee et al. 2021 (CLAPS, ICLR)", needs=["head"],
           summary="latent adversarial pairs: imposter negatives (extra) and distant positives (views)")
 class LatentAdversarialPairs(CandidateGenerator):
@@ -104,18 +128,43 @@ class LatentAdversarialPairs(CandidateGenerator):
         eps_neg, eps_pos: step sizes (official 1.0 and 3.0).
         temperature: ``tau`` of the contrastive direction (official 0.1).
         source_view, target_view: which views play the source (document) and the target.
+        use_labels: use the given ``labels`` as the NLL targets (else the head's argmax).
+        head_clusters: prototypes of the head :meth:`setup` builds (default: number of classes, or 10).
     """
 
     def __init__(self, head: nn.Module | None = None, eps_neg: float = 1.0, eps_pos: float = 3.0,
-                 temperature: float = 0.1, source_view: int = 0, target_view: int = 1):
+                 temperature: float = 0.1, source_view: int = 0, target_view: int = 1, use_labels: bool = True,
+                 head_clusters: int | None = None):
         super().__init__()
         self.head = head
+        self.use_labels = bool(use_labels)
+        if head_clusters is not None and (not isinstance(head_clusters, int) or head_clusters < 2):
+            raise ValueError(f"head_clusters must be an integer >= 2, got {head_clusters!r}")
+        self.head_clusters = head_clusters
         self.eps_neg, self.eps_pos = check_positive("eps_neg", eps_neg), check_positive("eps_pos", eps_pos)
         self.temperature = check_positive("temperature", temperature)
         self.source_view, self.target_view = int(source_view), int(target_view)
 
+    def setup(self, context: Any) -> None:
+        """``pairlab train`` hook: without a ``head``, a frozen :class:`PrototypeHead` (module docstring)."""
+        if self.head is not None:
+            return
+        from pairlab.weights.meow import spherical_kmeans
+
+        z = context.encode_dataset()
+        k = self.head_clusters
+        if k is None:
+            lab = context.labels
+            k = int(lab.unique().numel()) if lab is not None and bool((lab >= 0).any()) else 10
+        k = max(2, min(k, z.shape[0]))
+        cent, _ = spherical_kmeans(z.float(), k, seed=context.seed)
+        self.head = PrototypeHead(cent).to(context.device)
+        self.use_labels = False
+
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None, **context: Any) -> Candidates:
         z, labels = check_views(z, labels, min_views=2)
+        if not self.use_labels:
+            labels = None
         if self.head is None:
             raise ValueError("LatentAdversarialPairs needs head=: a module mapping [*, D] embeddings to logits")
         if z.dtype in (torch.float16, torch.bfloat16):  # steps and scores in float32 (DESIGN §4)

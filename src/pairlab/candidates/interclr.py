@@ -41,6 +41,11 @@ negatives are ``extra`` rows visible only to that sample's views (``mask``). The
 objective's weights. Deviations of this path: all views of a sample are anchors (official: the query only)
 and the intra and inter positives share one partition. Defaults are ImageNet's (C=10000, neg 16384, pool
 128000); small data needs e.g. ``num_clusters=20, neg_num=256, pool=1024, min_cluster=5``.
+
+In ``pairlab train`` (:mod:`pairlab.train.components`): :meth:`InterCLR.setup` initialises the memory from the
+initial (random-init) encoder's features of the training set, as the official code extracts features before
+training; the loop passes the batch's dataset indices as ``ids`` and the small-data defaults ``num_clusters=50,
+neg_num=256, pool=1024, min_cluster=5`` (registry meta ``train_defaults``) unless ``candidates_args`` sets them.
 """
 
 from __future__ import annotations
@@ -71,6 +76,7 @@ def _last_per_id(ids: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, t
 
 
 @register("candidates", "interclr", paper="Xie et al. 2022 (InterCLR, IJCV)", needs=["ids", "init_memory"],
+          train_defaults={"num_clusters": 50, "neg_num": 256, "pool": 1024, "min_cluster": 5},
           summary="memory-bank pseudo-label positives and semi-hard negatives (online k-means labels)")
 class InterCLR(CandidateGenerator):
     """InterCLR memory bank, online pseudo-labels and inter-image candidates.
@@ -129,6 +135,17 @@ class InterCLR(CandidateGenerator):
         self.last_stats: dict[str, float] = {}
 
     # ----- memory -----
+    def setup(self, context: Any) -> None:
+        """``pairlab train`` hook: :meth:`init_memory` with the initial encoder's features of the training set.
+
+        As the official hook, before the first step the whole dataset is encoded (no augmentation, eval mode)
+        by the encoder as it starts (random init) and clustered. A memory already filled is kept.
+        ``pairlab train`` builds InterCLR with the spec's small-data values (registry meta ``train_defaults``:
+        C=50, neg_num=256, pool=1024, min_cluster=5) unless ``candidates_args`` sets them.
+        """
+        if self.bank.shape[0] == 0:
+            self.init_memory(context.encode_dataset().to(self.bank.device))
+
     @torch.no_grad()
     def init_memory(self, features: torch.Tensor) -> None:
         """Bank = unit ``features [N, D]`` of the whole dataset; labels/centroids from k-means."""

@@ -16,6 +16,13 @@ A frozen semantic index ``E [N, D]`` (e.g. sentence embeddings of LLM-written de
   (``query="mean"``) or one view; with ``ids`` in the context the sample's own index row is excluded. The
   attention-pooled learnable positive of SRA-CL (neighbour sequences re-encoded with gradient) needs the
   model and is out of scope here.
+
+In ``pairlab train`` (:meth:`NeighbourPositives.setup`) the frozen index is built once before training from the
+encoder as it starts (random init), since images come with no semantic embedding: ``frozen="random_init"``
+(default) indexes the initial encoder's embeddings of the training set and each step's query is the mean of the
+sample's current views; ``frozen="pixels"`` fixes each sample's ``k`` neighbours by raw-pixel cosine (an
+offline id -> neighbour table, SRA-CL's ``user_nbrs``) and appends their initial-encoder embeddings. The sample
+itself is excluded through the batch's ``ids``. The index does not follow training (SRA-CL's is frozen too).
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ from pairlab.registry import register
 from pairlab.scores import normalize
 
 BACKENDS = ("auto", "torch", "faiss")
+FROZEN = ("random_init", "pixels")
 
 
 def _faiss():
@@ -112,24 +120,46 @@ class NeighbourPositives(CandidateGenerator):
         index: ``[N, D]`` frozen embeddings (same space as ``z``), or later via :meth:`set_index`.
         k: neighbours per sample; query: ``"mean"`` of the unit views or a view index as a string.
         backend: ``"auto"`` (faiss when installed), ``"torch"`` (exact top-k) or ``"faiss"``.
+        frozen: what :meth:`setup` indexes in ``pairlab train``: ``"random_init"`` or ``"pixels"`` (module doc).
     """
 
     index: torch.Tensor
+    table: torch.Tensor
 
-    def __init__(self, index: torch.Tensor | None = None, k: int = 1, query: str = "mean", backend: str = "auto"):
+    def __init__(self, index: torch.Tensor | None = None, k: int = 1, query: str = "mean", backend: str = "auto",
+                 frozen: str = "random_init"):
         super().__init__()
         if not isinstance(k, int) or k < 1:
             raise ValueError(f"k must be an integer >= 1, got {k!r}")
         if query != "mean" and not query.lstrip("-").isdigit():
             raise ValueError(f"query must be 'mean' or a view index such as '0', got {query!r}")
         self.k, self.query, self.backend = k, query, check_choice("backend", backend, BACKENDS)
+        self.frozen = check_choice("frozen", frozen, FROZEN)
         self.register_buffer("index", torch.zeros(0, 1))
+        self.register_buffer("table", torch.zeros(0, k, dtype=torch.long))
         if index is not None:
             self.set_index(index)
 
-    def set_index(self, index: torch.Tensor) -> None:
+    def set_index(self, index: torch.Tensor, table: torch.Tensor | None = None) -> None:
+        """Frozen ``index [N, D]``; optional ``table [N, >= k]`` of neighbour ids per index row (then a sample
+        with ``ids`` takes its neighbours from the table instead of a search)."""
         check_embeddings("index", index, 2, "[N, D]")
         self.index = index.detach().clone()
+        if table is None:
+            self.table = torch.zeros(0, self.k, dtype=torch.long, device=self.index.device)
+            return
+        if table.ndim != 2 or table.shape[0] != index.shape[0] or table.shape[1] < self.k or table.is_floating_point():
+            raise ValueError(f"table must be an integer tensor [N={index.shape[0]}, >= k={self.k}], "
+                             f"got {tuple(table.shape)} {table.dtype}")
+        self.table = table[:, : self.k].long().to(self.index.device).clone()
+
+    def setup(self, context: Any) -> None:
+        """``pairlab train`` hook: the frozen index of ``frozen`` (module docstring); a set index is kept."""
+        if self.index.shape[0]:
+            return
+        z = context.encode_dataset()
+        table = neighbour_table(context.raw_features(), self.k, self.backend) if self.frozen == "pixels" else None
+        self.set_index(z, table)
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None, **context: Any) -> Candidates:
         z, _ = check_views(z, None)
@@ -145,6 +175,9 @@ class NeighbourPositives(CandidateGenerator):
             from pairlab.candidates.base import check_ids
 
             exclude = check_ids(ids, z.shape[0], self.index.shape[0])
-        _, nb = search(self.index, q, self.k, exclude, self.backend)
+        if exclude is not None and self.table.shape[0]:
+            nb = self.table[exclude.to(self.table.device)]
+        else:
+            _, nb = search(self.index, q, self.k, exclude, self.backend)
         pos = self.index.to(z)[nb.to(self.index.device)]  # [B, k, D]
         return Candidates(views=torch.cat([z, pos.to(z.device)], dim=1)).validate(z)

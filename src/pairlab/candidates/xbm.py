@@ -25,7 +25,12 @@ Supported losses:
 In ``mode="memory_only"`` a given ``indices_tuple`` indexes the memory rows as candidates; in
 ``mode="official"`` it applies to the batch term.
 
-For the InfoNCE views objectives use :class:`~pairlab.candidates.queue.Queue` directly (``extra=``).
+- the InfoNCE views objectives (NT-Xent, SupCon, DCL: registry ``input="views"``): then XBM is a candidates
+  generator (``pairlab train --candidates xbm`` passes the run's objective as ``loss``):
+  ``c = xbm(z [B, K, D], labels)`` returns the memory as ``extra`` columns (with ``extra_labels`` for a
+  supervised objective), the loop calls ``obj(z, labels, **c.objective_kwargs())`` and
+  ``xbm.update(z, labels)`` enqueues all ``B*K`` views after the step. As for pair losses the current batch
+  is already in the partition, so only previous batches enter as memory (``weight`` 1, ``mode="official"``).
 The memory is a :class:`~pairlab.candidates.queue.Queue` (``init="empty"``), so on several ranks every
 rank enqueues the whole gathered batch in rank order and all memories stay identical.
 """
@@ -87,6 +92,7 @@ class CrossBatchMemory(nn.Module):
         if not isinstance(loss, nn.Module):
             raise TypeError(f"loss must be an nn.Module or a registered objective name, got {type(loss).__name__}")
         self.kind = "labels" if isinstance(loss, MarginObjective) else self._pair_kind(loss)
+        self.supervised = self.kind == "views" and self._supervised(loss)
         self.loss = loss
         self.mode = check_choice("mode", mode, MODES)
         self.weight = float(weight)
@@ -97,27 +103,56 @@ class CrossBatchMemory(nn.Module):
         if self.kind == "pair" and (self.miner is not None or self.weight != 1.0 or mode != "official"):
             raise ValueError("for a pair loss the memory rows are extra negative columns of the same sum: "
                              "miner, weight != 1 and mode='memory_only' apply to margin losses only")
-        self.memory = Queue(memory_size, dim, with_labels=self.kind == "labels", init="empty", dtype=dtype)
+        if self.kind == "views" and (self.miner is not None or self.weight != 1.0 or mode != "official"):
+            raise ValueError("for a views objective the memory rows are extra columns of the same partition: "
+                             "miner, weight != 1 and mode='memory_only' apply to margin losses only")
+        self.memory = Queue(memory_size, dim, with_labels=self.kind == "labels" or self.supervised, init="empty",
+                            dtype=dtype)
         self.register_buffer("step", torch.zeros((), dtype=torch.long))
         self.last_stats: dict[str, float] = {}
 
     @staticmethod
-    def _pair_kind(loss: nn.Module) -> str:
+    def _registered_input(loss: nn.Module) -> str | None:
+        from pairlab import registry
+
+        try:
+            return registry.input_kind(loss)
+        except ValueError:
+            return None
+
+    @staticmethod
+    def _supervised(loss: nn.Module) -> bool:
+        from pairlab import registry
+
+        for name in registry.available("objectives"):
+            entry = registry.get("objectives", name)
+            if type(loss) is entry.obj:
+                return bool(entry.meta.get("supervised", False))
+        return False
+
+    @classmethod
+    def _pair_kind(cls, loss: nn.Module) -> str:
         import inspect
 
         params = inspect.signature(loss.forward).parameters
+        if cls._registered_input(loss) == "views" and "extra" in params:
+            return "views"
         if "extra" in params and len(params) >= 3:
             return "pair"
         raise TypeError(
-            f"CrossBatchMemory supports the margin losses and pair losses with an `extra` argument (SigLIP); "
-            f"got {type(loss).__name__}. For the InfoNCE views objectives use pairlab.candidates.queue.Queue."
+            f"CrossBatchMemory supports the margin losses, pair losses with an `extra` argument (SigLIP) and the "
+            f"views objectives with `extra` (NT-Xent, SupCon, DCL); got {type(loss).__name__}"
         )
 
     def _active(self) -> bool:
         return int(self.step) >= self.start_step
 
-    def forward(self, x: torch.Tensor, y: torch.Tensor, indices_tuple: object = None) -> torch.Tensor:
-        """Margin loss: ``(embeddings [B, D], labels [B], indices_tuple=None)``; pair loss: ``(a, b)``."""
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None, indices_tuple: object = None,
+                **context: object):
+        """Margin loss: ``(embeddings [B, D], labels [B], indices_tuple=None)``; pair loss: ``(a, b)``;
+        views objective: ``(z [B, K, D], labels [B] | None, **context) -> Candidates`` (memory as ``extra``)."""
+        if self.kind == "views":
+            return self._views(x, y)
         out = self._labels(x, y, indices_tuple) if self.kind == "labels" else self._pair(x, y, indices_tuple)
         self.step += 1
         return out
@@ -169,6 +204,31 @@ class CrossBatchMemory(nn.Module):
         self.memory.enqueue(b.detach())
         self.last_stats = {"memory": float(0 if extra is None else extra.shape[0]), **self.loss.last_stats}
         return loss
+
+    def _views(self, z: torch.Tensor, labels: torch.Tensor | None):
+        from pairlab.candidates.base import Candidates, check_views
+
+        z, labels = check_views(z, labels)
+        if z.shape[2] != self.memory.dim:
+            raise ValueError(f"z must have shape [B, K, {self.memory.dim}] (the memory's dim), got {tuple(z.shape)}")
+        if self.supervised and labels is None:
+            raise ValueError("XBM with a supervised objective needs labels [B]")
+        use = self._active() and len(self.memory) > 0
+        extra = self.memory.negatives(ordered=True).to(z.device, z.dtype) if use else None
+        lab = self.memory.negative_labels(ordered=True).to(z.device) if use and self.supervised else None
+        self.last_stats = {"memory": float(0 if extra is None else extra.shape[0])}
+        return Candidates(extra=extra, extra_labels=lab, stats=dict(self.last_stats))
+
+    @torch.no_grad()
+    def update(self, z: torch.Tensor, labels: torch.Tensor | None = None, **context: object) -> None:
+        """Views objective: enqueue the step's ``B*K`` (detached) views (and their labels when supervised)."""
+        if self.kind != "views":
+            raise ValueError("update() is the candidates hook of a views objective; margin and pair losses "
+                             "enqueue inside forward")
+        b, k, d = z.shape
+        lab = labels.repeat_interleave(k) if self.supervised and labels is not None else None
+        self.memory.enqueue(z.detach().reshape(b * k, d), lab)
+        self.step += 1
 
     def extra_repr(self) -> str:
         return f"mode={self.mode!r}, weight={self.weight}, start_step={self.start_step}"

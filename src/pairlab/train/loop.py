@@ -135,55 +135,20 @@ def call_objective(
     return obj(z, labels=labels, **kwargs)
 
 
-def _build(kind: str, name: str, args: dict[str, Any], defaults: dict[str, Any]) -> Any:
-    """Registered component ``name`` with ``args``; ``defaults`` fill constructor parameters it takes."""
-    entry = registry.get(kind, name)
-    kwargs = dict(args)
-    try:
-        params = inspect.signature(entry.obj).parameters
-    except (TypeError, ValueError):  # pragma: no cover
-        params = {}
-    for key, value in defaults.items():
-        if key in params and key not in kwargs:
-            kwargs[key] = value
-    try:
-        return entry.obj(**kwargs)
-    except TypeError as e:
-        raise ValueError(f"cannot build {kind[:-1]} {name!r} with {kind}_args {kwargs}: {e}") from None
+def build_pair_components(
+    cfg: TrainConfig, num_samples: int, objective: nn.Module | None = None
+) -> tuple[nn.Module | None, nn.Module | None]:
+    """The configured candidates generator and weights component (``None`` when not set).
 
+    Constructor defaults from the run: ``dim``, ``num_samples``, ``max_epochs`` (= epochs) and ``loss`` (the
+    run's ``objective``, e.g. XBM); lifecycle and rules in :mod:`pairlab.train.components`.
+    """
+    from pairlab.train.components import build_components
 
-class _QueueCandidates(nn.Module):
-    """The MoCo queue as a candidates component: its rows are extra negatives; view 0 is enqueued."""
-
-    def __init__(self, queue: nn.Module):
-        super().__init__()
-        self.queue = queue
-
-    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None, **context: Any):
-        from pairlab.candidates.base import Candidates
-
-        extra = self.queue.negatives().to(z.device, z.dtype)
-        lab = self.queue.negative_labels().to(z.device) if self.queue.with_labels else None
-        return Candidates(extra=extra, extra_labels=lab)
-
-    def update(self, z: torch.Tensor, labels: torch.Tensor | None = None, **context: Any) -> None:
-        self.queue.enqueue(z[:, 0].detach(), labels if self.queue.with_labels else None)
-
-
-def build_pair_components(cfg: TrainConfig, num_samples: int) -> tuple[nn.Module | None, nn.Module | None]:
-    """The configured candidates generator and weights component (``None`` when not set)."""
-    defaults = {"dim": cfg.model.proj_dim, "num_samples": num_samples}
-    gen = None
-    if cfg.candidates is not None:
-        gen = _build("candidates", cfg.candidates, cfg.candidates_args, defaults)
-        from pairlab.candidates.queue import Queue
-
-        if isinstance(gen, Queue):
-            gen = _QueueCandidates(gen)
-        elif not callable(getattr(gen, "forward", None)) or not hasattr(gen, "update"):
-            raise ValueError(f"candidates {cfg.candidates!r} is not a per-step generator usable by the training loop")
-    weights = None if cfg.weights is None else _build("weights", cfg.weights, cfg.weights_args, defaults)
-    return gen, weights
+    defaults: dict[str, Any] = {"dim": cfg.model.proj_dim, "num_samples": num_samples, "max_epochs": cfg.epochs}
+    if objective is not None:
+        defaults["loss"] = objective
+    return build_components(cfg.candidates, cfg.candidates_args, cfg.weights, cfg.weights_args, defaults)
 
 
 def lr_lambda(total: int, warmup: int) -> Callable[[int], float]:
@@ -199,11 +164,12 @@ def lr_lambda(total: int, warmup: int) -> Callable[[int], float]:
 
 
 def param_groups(modules: list[nn.Module], weight_decay: float) -> list[dict[str, Any]]:
-    """Weight decay on matrices/filters only (not on biases, norms, temperatures)."""
-    decay, no_decay = [], []
+    """Weight decay on matrices/filters only (not on biases, norms, temperatures); shared parameters once."""
+    decay, no_decay, seen = [], [], set()
     for m in modules:
         for p in m.parameters():
-            if p.requires_grad:
+            if p.requires_grad and id(p) not in seen:
+                seen.add(id(p))
                 (decay if p.ndim >= 2 else no_decay).append(p)
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
@@ -288,9 +254,12 @@ def train(
     model = model_for(cfg, train_data.x).to(device)
     obj, kind = build_objective(cfg, {"num_classes": len(train_data.classes), "num_samples": len(train_data)})
     obj = obj.to(device)
-    gen, pair_weights = build_pair_components(cfg, len(train_data))
-    if gen is not None:
-        gen = gen.to(device)
+    from pairlab.train.components import PairComponents, SetupContext
+
+    comps = PairComponents(*build_pair_components(cfg, len(train_data), obj)).to(device)
+    if comps.active:  # once, before training, with the initial (random-init) encoder (components.py)
+        comps.setup(SetupContext(model, train_data.x, train_data.labels, len(train_data), cfg.model.proj_dim,
+                                 obj, cfg.seed, device))
     views = build_views(cfg, train_data)  # image Views, or VectorViews for [N, D] data
     hist_probe = None  # per-epoch pos/neg score histograms of a fixed held-out batch (RUN/score_hist.jsonl)
     if is_main and len(test_data) >= 2:
@@ -308,7 +277,7 @@ def train(
             f"batch_size {cfg.batch_size} is larger than the {n_local} training images per rank; lower --batch-size"
         )
     total = spe * cfg.epochs if cfg.max_steps is None else min(cfg.max_steps, spe * cfg.epochs)
-    opt = torch.optim.AdamW(param_groups([model, obj], cfg.weight_decay), lr=cfg.lr)
+    opt = torch.optim.AdamW(param_groups([model, obj, comps], cfg.weight_decay), lr=cfg.lr)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(total, int(cfg.warmup_frac * total)))
 
     step, history = 0, []
@@ -318,6 +287,8 @@ def train(
         state, _ = load_latest(ckpt_path)  # falls back to the previous checkpoint if this one is damaged
         model.load_state_dict(state["model"])
         obj.load_state_dict(state["objective"])
+        if "components" in state:
+            comps.load_state_dict(state["components"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["rng"][rank] if rank < len(state["rng"]) else state["rng"][0])
@@ -341,6 +312,7 @@ def train(
         if is_main:
             save_checkpoint({
                 "model": model.state_dict(), "objective": obj.state_dict(), "optimizer": opt.state_dict(),
+                "components": comps.state_dict(),
                 "scheduler": sched.state_dict(), "rng": rngs, "step": step, "epoch": step // spe,
                 "history": history, "config": cfg.model_dump(mode="json"),
             }, ckpt_path)
@@ -383,15 +355,9 @@ def train(
                     seen: dict[str, torch.Tensor] = seen,
                 ) -> torch.Tensor:
                     seen["z"] = z.detach()
-                    if gen is None:
-                        kw = {} if pair_weights is None else {"weights": pair_weights}
-                        return call_objective(obj, kind, z, labels, index=idx.to(z.device), epoch=epoch, **kw)
-                    c = gen(z, labels, ids=idx.to(z.device), epoch=epoch)
-                    zz = c.views_or(z)
-                    if pair_weights is not None and hasattr(pair_weights, "prepare"):
-                        pair_weights.prepare(zz, c.extra, labels)
-                    return call_objective(obj, kind, zz, labels, index=idx.to(z.device), epoch=epoch,
-                                          **c.objective_kwargs(pair_weights))
+                    if comps.active:
+                        return comps.loss(obj, kind, z, labels, idx.to(z.device), epoch)
+                    return call_objective(obj, kind, z, labels, index=idx.to(z.device), epoch=epoch)
 
                 if cfg.grad_cache_chunk:
                     from pairlab.gradcache import grad_cache_step
@@ -407,8 +373,8 @@ def train(
                 lr_step = opt.param_groups[0]["lr"]  # the learning rate this step uses
                 opt.step()
                 sched.step()
-                if gen is not None and "z" in seen:
-                    gen.update(seen["z"], labels, ids=idx.to(device), epoch=epoch)
+                if comps.active and "z" in seen:
+                    comps.update(seen["z"], labels, idx.to(device), epoch)
                 step += 1
                 lv = float(loss.detach())
                 if not math.isfinite(lv):
@@ -432,6 +398,7 @@ def train(
                         "temperature": getattr(getattr(obj, "temperature", None), "value", None),
                         "epoch_s": dt,
                         **{k: v for k, v in getattr(obj, "last_stats", {}).items() if isinstance(v, (int, float))},
+                        **comps.last_stats,
                     }
                     with open(run_dir / "metrics.jsonl", "a") as f:
                         f.write(json.dumps(row) + "\n")

@@ -2,9 +2,22 @@
 
 A *partition* weights component is a callable ``(scores [N, M] detached, targets [N, M] bool, valid [N, M]
 bool) -> W [N, M] >= 0`` (DESIGN §1), what :func:`pairlab.objectives.infonce._views_loss` accepts as
-``weights=`` (NT-Xent, SupCon, DCL). Components may also define ``prepare(z, extra=None, labels=None)``,
+``weights=`` (NT-Xent, SupCon, DCL). Components may also define ``prepare(z, extra=None, labels=None, **context)``,
 called by the loop before the objective when ``W`` depends on the embeddings themselves rather than the
-scores (cluster consensus, learned weights). ``scores`` are ``sim / tau`` as the objective computed them.
+scores (cluster consensus, learned weights) or on per-sample data (inverse propensity: ``context["ids"]``).
+``scores`` are ``sim / tau`` as the objective computed them.
+
+Lifecycle in ``pairlab train`` (:mod:`pairlab.train.components`; every hook optional, declared by the
+component, never special-cased by name)::
+
+    w.setup(ctx)                    # once before training: ctx.model, ctx.x, ctx.labels, ctx.num_samples, ctx.dim,
+                                    # ctx.objective, ctx.encode_dataset() [N, D], ctx.raw_features() [N, P]
+    w.prepare(z, extra, labels, ids=ids, epoch=epoch)     # every step, z = the views the objective sees
+    loss = obj(z, labels=labels, weights=w, extra=extra)  # partition weights (applies_to="partition")
+
+Anchor weights (registry meta ``applies_to="anchor"``, DBPM) are called ``w.set_epoch(epoch)`` (when it
+changes), ``w.record(ids, l)``, ``loss = mean(w(ids, l) * l)`` with ``l`` the per-sample losses of
+:func:`per_sample_views_loss`. Samplers (``applies_to="pairs"``) are not per-step components.
 
 :class:`ComposeWeights` multiplies components (callables or dense tensors), so ``W = W_1 * W_2 * ...``
 (zeros stay zeros: an excluded column stays excluded). *Anchor* weights (:mod:`pairlab.weights.dbpm`,
@@ -54,8 +67,11 @@ def negatives_mask(targets: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
 class PairWeights(nn.Module):
     """Base class of partition weights components: subclasses implement :meth:`weights`."""
 
-    def prepare(self, z: torch.Tensor, extra: torch.Tensor | None = None, labels: torch.Tensor | None = None) -> None:
-        """Hook called before the objective with the step's embeddings (default: nothing)."""
+    def prepare(self, z: torch.Tensor, extra: torch.Tensor | None = None, labels: torch.Tensor | None = None,
+                **context: Any) -> None:
+        """Hook called before the objective with the step's embeddings (default: nothing).
+
+        ``context``: what the loop knows about the step (``ids`` dataset indices ``[B]``, ``epoch``)."""
 
     def weights(self, scores: torch.Tensor, targets: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -90,10 +106,11 @@ class ComposeWeights(nn.Module):
                 raise TypeError(f"components[{i}] must be a weights callable or a tensor, got {type(c).__name__}")
         self.modules_ = nn.ModuleList([c for c in self.components if isinstance(c, nn.Module)])
 
-    def prepare(self, z: torch.Tensor, extra: torch.Tensor | None = None, labels: torch.Tensor | None = None) -> None:
+    def prepare(self, z: torch.Tensor, extra: torch.Tensor | None = None, labels: torch.Tensor | None = None,
+                **context: Any) -> None:
         for c in self.components:
             if hasattr(c, "prepare") and not isinstance(c, torch.Tensor):
-                c.prepare(z, extra, labels)
+                c.prepare(z, extra, labels, **context)
 
     def forward(self, scores: torch.Tensor, targets: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         scores, targets, valid = check_weight_inputs(scores, targets, valid)

@@ -116,7 +116,8 @@ class ClusterConsensusWeights(PairWeights):
         self.assign_a: torch.Tensor | None = None
         self.assign_c: torch.Tensor | None = None
 
-    def prepare(self, z: torch.Tensor, extra: torch.Tensor | None = None, labels: torch.Tensor | None = None) -> None:
+    def prepare(self, z: torch.Tensor, extra: torch.Tensor | None = None, labels: torch.Tensor | None = None,
+                **context: object) -> None:
         """Cluster this step's samples; anchors = local views, candidates = gathered views then ``extra``."""
         check_embeddings("z", z, 3, "[B, K, D]")
         b, k, d = z.shape
@@ -226,7 +227,8 @@ class LearnedPairWeights(PairWeights):
         self._a: torch.Tensor | None = None
         self._c: torch.Tensor | None = None
 
-    def prepare(self, z: torch.Tensor, extra: torch.Tensor | None = None, labels: torch.Tensor | None = None) -> None:
+    def prepare(self, z: torch.Tensor, extra: torch.Tensor | None = None, labels: torch.Tensor | None = None,
+                **context: object) -> None:
         """Keep this step's anchors (local views) and candidates (gathered views, then ``extra``), with grad."""
         check_embeddings("z", z, 3, "[B, K, D]")
         b, k, d = z.shape

@@ -15,18 +15,30 @@ Sampling pairs with probability ``∝ w_p`` flattens each label's covariate dist
 occupies, so the covariate stops predicting the label (:class:`InversePropensityPairSampler`). As partition
 weights (:class:`InversePropensityWeights`), the negatives of the score matrix get ``w`` computed from the
 batch's own histogram of their covariate (positives keep 1), normalised to mean 1 over negatives.
+
+In ``pairlab train`` the covariate of every anchor/candidate pair comes from ``source`` (:meth:`setup` keeps the
+per-sample data, :meth:`prepare` builds the step's ``[N, M]`` matrix from the batch's ``ids``):
+``"pixels"`` (default) is the raw-input cosine of the two samples, a surface similarity (DebCSE's nuisance is a
+surface feature such as length), so negatives are re-weighted until pixel similarity no longer predicts which
+are sampled; ``"labels"`` is ``1[same class]`` (unlabelled: ``"pixels"``), which up-weights the rare same-class
+(false) negatives, so it is not the default. Extra columns (queues, synthesised rows) have no dataset index and
+get the mean covariate of the batch's pairs.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import torch
 from torch.utils.data import Sampler
 
 from pairlab._validate import check_tensor
 from pairlab.registry import register
+from pairlab.scores import normalize
 from pairlab.weights.base import PairWeights, negatives_mask
+
+SOURCES = ("pixels", "labels")
 
 
 def _check_cov(name: str, x: object) -> torch.Tensor:
@@ -153,8 +165,13 @@ class InversePropensityWeights(PairWeights):
             :meth:`set_covariate` (e.g. the length ratio or token overlap of the two texts).
     """
 
-    def __init__(self, bins: int = 10, clip: float = 0.01, covariate: torch.Tensor | None = None):
+    def __init__(self, bins: int = 10, clip: float = 0.01, covariate: torch.Tensor | None = None,
+                 source: str = "pixels"):
         super().__init__()
+        if source not in SOURCES:
+            raise ValueError(f"source must be one of {list(SOURCES)}, got {source!r}")
+        self.source = source
+        self._sample_data: torch.Tensor | None = None
         if not isinstance(bins, int) or bins < 1:
             raise ValueError(f"bins must be an integer >= 1, got {bins!r}")
         if not 0 < float(clip) <= 1:
@@ -164,6 +181,34 @@ class InversePropensityWeights(PairWeights):
 
     def set_covariate(self, covariate: torch.Tensor) -> None:
         self.covariate = _check_cov("covariate", covariate)
+
+    def setup(self, context: Any) -> None:
+        """``pairlab train`` hook: keep the per-sample data of ``source`` (unit raw inputs, or labels)."""
+        lab = context.labels
+        if self.source == "labels" and lab is not None and bool((lab >= 0).all()):
+            self._sample_data = lab.long()
+        else:
+            self._sample_data = normalize(context.raw_features().double()).float()
+
+    def prepare(self, z: torch.Tensor, extra: torch.Tensor | None = None, labels: torch.Tensor | None = None,
+                **context: Any) -> None:
+        """The step's covariate ``[B*K, B*K + M]`` from the batch's ``ids`` (after :meth:`setup`); single process."""
+        if self._sample_data is None:
+            return  # used from Python: the covariate is set by set_covariate
+        ids = context.get("ids")
+        if ids is None:
+            raise ValueError("InversePropensityWeights.prepare needs ids=: the dataset indices of the batch [B]")
+        b, k = z.shape[:2]
+        data = self._sample_data[ids.to(self._sample_data.device).long()]
+        if data.ndim == 1:
+            cov = (data[:, None] == data[None, :]).float()
+        else:
+            cov = data @ data.T
+        cov = cov.repeat_interleave(k, 0).repeat_interleave(k, 1)
+        m = 0 if extra is None else extra.shape[0]
+        if m:
+            cov = torch.cat([cov, torch.full((cov.shape[0], m), float(cov.mean()), dtype=cov.dtype)], dim=1)
+        self.set_covariate(cov.to(z.device))
 
     def weights(self, scores: torch.Tensor, targets: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         if self.covariate is None:
@@ -182,4 +227,4 @@ class InversePropensityWeights(PairWeights):
         return w
 
     def extra_repr(self) -> str:
-        return f"bins={self.bins}, clip={self.clip}"
+        return f"bins={self.bins}, clip={self.clip}, source={self.source!r}"
