@@ -140,8 +140,8 @@ class CrossBatchMemory(nn.Module):
         if "extra" in params and len(params) >= 3:
             return "pair"
         raise TypeError(
-            f"CrossBatchMemory supports the margin losses, pair losses with an `extra` argument (SigLIP) and the "
-            f"views objectives with `extra` (NT-Xent, SupCon, DCL); got {type(loss).__name__}"
+            "CrossBatchMemory supports the margin losses, pair losses with an `extra` argument (SigLIP) and the "
+            f"InfoNCE views objectives with `extra` (NT-Xent, SupCon, DCL); got {type(loss).__name__}"
         )
 
     def _active(self) -> bool:

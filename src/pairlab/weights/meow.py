@@ -96,9 +96,14 @@ def _granularities(num_clusters: Sequence[int] | int) -> tuple[int, ...]:
 
 
 @register("weights", "meow", applies_to="partition", paper="Yu & Li 2023 (MEOW, SDM)",
+          train_defaults={"num_clusters": [10, 30]},
           summary="cluster-consensus negative weights R - co-clustering count (needs prepare(z))")
 class ClusterConsensusWeights(PairWeights):
     """MEOW's ``W = R - co`` from k-means at several granularities, recomputed by :meth:`prepare` each step.
+
+    ``pairlab train`` clusters each batch at ``num_clusters=[10, 30]`` unless ``weights_args`` sets it (registry
+    meta ``train_defaults``): the ACM granularities (100, 300) reach the batch size, where every sample is its
+    own cluster and ``W`` is a constant 2.
 
     Args:
         num_clusters: the granularities (capped at the number of samples of the batch).
