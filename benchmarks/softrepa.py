@@ -27,7 +27,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import torch  # noqa: E402
 
-from pairlab.generative.softrepa_check import CheckConfig, run_check  # noqa: E402
+from pairlab.generative.softrepa_check import CheckConfig, paired_gain, run_check  # noqa: E402
 
 
 def _smooth(v: list[float], k: int = 10) -> list[float]:
@@ -128,8 +128,10 @@ def report(res: dict, cmd: str, pngs: list[str]) -> str:
         + (f"Early stopping: validation mean rank (same protocol, {c['n_val']} train images held out from both "
            f"stages, their own noise draws) every {c['val_every']} steps, step 0 included; the best is kept. "
            if c.get("val_every") else "No validation split; the last step is kept. ")
-        + f"Evaluation: {c['n_eval']} test images x 10 prompts at t in ({ts}), one shared noise per t, the "
-        "same draws for every model.",
+        + f"Evaluation: {c['n_eval']} test images x 10 prompts at t in ({ts}), "
+        + ("one noise per image and t shared by its 10 prompts (independent grids)"
+           if c.get("eval_noise") == "per_image" else "one noise per t shared by every image")
+        + ", the same draws for every model.",
         "",
         f"Base errors per pixel, matching prompt vs mean of the 9 others, at each t: {errs}; matching-pair "
         f"error quantiles (10/50/90%) {q[0]:.3f} / {q[1]:.3f} / {q[2]:.3f}. With temp 0.07 these put "
@@ -146,23 +148,25 @@ def report(res: dict, cmd: str, pngs: list[str]) -> str:
     for form, r in res["forms"].items():
         lines.append(_row(f"+ initial soft tokens ({form} run)", r["init"]))
         lines.append(_row(f"+ trained soft tokens, **form={form}**", r["after"]))
-    lines += ["", "| form | gain (base - after) +- s.e. | grids better / worse | selected step | gain of the last step "
-              "(not selected) | loss first 20 -> last 20 steps | train s (incl. validation) | params trained |",
+    lines += ["", "| form | gain (base - after) +- s.e. (grids / images) | grids better / worse | selected step | "
+              "gain of the last step (not selected) | loss first 20 -> last 20 steps | train s (incl. validation) | "
+              "params trained |",
               "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for form, r in res["forms"].items():
         first = sum(r["loss"][:20]) / max(len(r["loss"][:20]), 1)
         last = sum(r["loss"][-20:]) / max(len(r["loss"][-20:]), 1)
         gn = r.get("gain") or {}
         lg = r.get("last_gain")
-        last_s = f"{lg['gain']:+.3f} +- {lg['se']:.3f}" if lg else "(= selected)"
-        lines.append(f"| {form} | {gn.get('gain', float('nan')):+.3f} +- {gn.get('se', float('nan')):.3f} | "
+        last_s = f"{lg['gain']:+.3f} +- {lg.get('se_image', lg['se']):.3f}" if lg else "(= selected)"
+        lines.append(f"| {form} | {gn.get('gain', float('nan')):+.3f} +- {gn.get('se', float('nan')):.3f} / "
+                     f"{gn.get('se_image', float('nan')):.3f} | "
                      f"{gn.get('better', float('nan')):.3f} / {gn.get('worse', float('nan')):.3f} | "
                      f"{r.get('selected_step', c['token_steps'])} / {c['token_steps']} | {last_s} | "
                      f"{first:.4f} -> {last:.4f} | {r['seconds']:.0f} | {r['trainable_params']} |")
     if r.get("val_curve"):
-        lines += ["", "Validation mean rank by step: "]
+        lines += ["", "Validation mean rank by step:", ""]
         for form, r in res["forms"].items():
-            lines.append(f"{form}: " + ", ".join(f"{int(st)}: {v:.3f}" for st, v in r["val_curve"]) + "; ")
+            lines.append(f"* {form}: " + ", ".join(f"{int(st)}: {v:.3f}" for st, v in r["val_curve"]))
     lines += ["", "Per-grid rank histograms (before = base denoiser) and loss curves:", ""]
     lines += [f"![{p}]({p})" for p in pngs]
     meta = (f"torch {res['torch']}, {platform.machine()}, {res['threads']} thread(s), total {res['seconds']:.0f} s "
@@ -175,14 +179,16 @@ def report(res: dict, cmd: str, pngs: list[str]) -> str:
 
 def summary(runs: list[dict]) -> str:
     """One row per seed and form: mean rank before -> after, the paired gain +- its standard error."""
-    lines = ["| seed | form | mean rank before -> after | gain +- s.e. (paired grids) | top-1 before -> after | "
-             "top-3 before -> after | selected step (validation) |", "| --- | --- | --- | --- | --- | --- | --- |"]
+    lines = ["| seed | form | mean rank before -> after | gain +- s.e. (grids) / s.e. (images) | "
+             "top-1 before -> after | top-3 before -> after | selected step (validation) |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
     for res in runs:
         b, steps = res["base"], res["config"]["token_steps"]
         for form, r in res["forms"].items():
             a, gn = r["after"], r["gain"]
             lines.append(f"| {res['config']['seed']} | {form} | {b['mean_rank']:.3f} -> **{a['mean_rank']:.3f}** | "
-                         f"{gn['gain']:+.3f} +- {gn['se']:.3f} | {b['top1']:.3f} -> {a['top1']:.3f} | "
+                         f"{gn['gain']:+.3f} +- {gn['se']:.3f} / {gn['se_image']:.3f} | "
+                         f"{b['top1']:.3f} -> {a['top1']:.3f} | "
                          f"{b['top3']:.3f} -> {a['top3']:.3f} | {r['selected_step']} / {steps} |")
     return "\n".join(lines)
 
@@ -216,6 +222,11 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     if a.from_json:
         runs = [json.loads(Path(f).read_text()) for f in a.from_json]
+        for res in runs:  # recompute the gains from the stored per-grid ranks (older dumps lack se_image)
+            for r in res["forms"].values():
+                r["gain"] = paired_gain(res["base"], r["after"])
+                if "last" in r:
+                    r["last_gain"] = paired_gain(res["base"], r["last"])
     else:
         cfg = CheckConfig(seed=a.seed, schedule=a.schedule, target=a.target, denoiser_steps=a.denoiser_steps,
                           token_steps=a.token_steps, token_lr=a.token_lr, grids_per_step=a.grids_per_step,

