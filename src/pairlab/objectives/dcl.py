@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 
 from pairlab.objectives.base import ContrastiveObjective
-from pairlab.objectives.infonce import _views_loss
+from pairlab.objectives.infonce import WeightFn, _views_loss
 from pairlab.registry import register
 
 
@@ -31,7 +31,18 @@ class DCL(ContrastiveObjective):
         super().__init__(temperature, similarity, **kw)
 
     def forward(
-        self, z: torch.Tensor, labels: torch.Tensor | None = None, *, extra: torch.Tensor | None = None
+        self,
+        z: torch.Tensor,
+        labels: torch.Tensor | None = None,
+        *,
+        extra: torch.Tensor | None = None,
+        extra_labels: torch.Tensor | None = None,
+        weights: torch.Tensor | WeightFn | None = None,
     ) -> torch.Tensor:
-        """``z: [B, K, D]``; with ``labels`` positives (and exclusions) follow label equality."""
-        return _views_loss(self, z, labels, "mean_log", True, extra)
+        """``z: [B, K, D]``; with ``labels`` positives (and exclusions) follow label equality.
+
+        ``extra``/``extra_labels`` and ``weights`` (a dense ``W`` or a weights component's callable) work as for
+        :class:`~pairlab.objectives.infonce.NTXent`; positives keep ``W = 0`` in the partition whatever ``weights``
+        says (that is what makes the loss decoupled).
+        """
+        return _views_loss(self, z, labels, "mean_log", True, extra, extra_labels, weights)
