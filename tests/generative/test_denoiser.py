@@ -11,15 +11,6 @@ from pairlab.generative import FlowMatching, TinyDenoiser, train_denoiser
 from pairlab.generative.denoiser import timestep_embedding
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one intra-op thread (extra threads only spin on a shared, oversubscribed machine)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def test_timestep_embedding_closed_form():
     e = timestep_embedding(torch.tensor([0.0, 0.25]), 5)
     assert e.shape == (2, 5)

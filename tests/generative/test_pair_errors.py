@@ -10,15 +10,6 @@ from torch import nn
 from pairlab.generative import FlowMatching, VariancePreserving, matching_rank, mean_pair_errors, pair_errors
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one intra-op thread (extra threads only spin on a shared, oversubscribed machine)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 class ToyCond(nn.Module):
     """pred = tanh(x_t W + c U + t) with cond c [N, D]; an optional key mask multiplies the condition."""
 

@@ -20,15 +20,6 @@ from pairlab.generative.pair_errors import pair_errors
 from pairlab.objectives.error_contrast import ErrorContrast
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one intra-op thread (extra threads only spin on a shared, oversubscribed machine)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def test_prepend_and_insert_match_manual_concat():
     torch.manual_seed(0)
     soft = SoftTokens(3, 5)

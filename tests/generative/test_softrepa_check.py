@@ -19,14 +19,6 @@ from pairlab.generative.softrepa_check import (
 N_SE = 2.0  # seed 0 gains: exp 6.7, log 4.1 image-level s.e. (benchmarks/results/softrepa.md); seed 2 log: only 1.7
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one intra-op thread (extra threads only spin on a shared, oversubscribed machine)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def test_grid_batches_hold_distinct_classes_with_their_prompts():
     g = torch.Generator().manual_seed(0)
