@@ -1,10 +1,11 @@
+import json
 import os
 import pickle
 
 import pytest
 import torch
 
-from pairlab.train.checkpoint import load_checkpoint, save_checkpoint
+from pairlab.train.checkpoint import load_checkpoint, save_checkpoint, write_jsonl_atomic
 
 
 def test_round_trip(tmp_path):
@@ -48,3 +49,23 @@ def test_weights_only_refuses_arbitrary_objects(tmp_path):
 def test_missing_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="nope.pt"):
         load_checkpoint(tmp_path / "nope.pt")
+
+
+def test_write_jsonl_atomic_replaces_whole_file_and_keeps_old_on_failure(tmp_path, monkeypatch):
+    p = tmp_path / "metrics.jsonl"
+    p.write_text('{"epoch": 1}\n{"epoch": 2}\n{"epo')  # a torn last line and a row to be dropped
+    (tmp_path / "metrics.jsonl.abc.tmp").write_text("left by a killed writer")
+    rows = [{"epoch": 1, "loss": 0.5}, {"epoch": 2, "loss": None}]
+    write_jsonl_atomic(p, rows)
+    assert [json.loads(x) for x in p.read_text().splitlines()] == rows
+    assert sorted(os.listdir(tmp_path)) == ["metrics.jsonl"]
+
+    def boom(fd):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "fsync", boom)
+    with pytest.raises(OSError, match="disk full"):
+        write_jsonl_atomic(p, [{"epoch": 9}])
+    monkeypatch.undo()
+    assert [json.loads(x) for x in p.read_text().splitlines()] == rows
+    assert sorted(os.listdir(tmp_path)) == ["metrics.jsonl"]

@@ -55,6 +55,49 @@ def test_resume_after_kill_equals_uninterrupted(tmp_path):
     assert not all(torch.equal(a[k], init[k]) for k in a)
 
 
+def test_kill_between_checkpoint_and_epoch_row_loses_no_row(tmp_path, monkeypatch):
+    """A kill after the end-of-epoch checkpoint but before metrics.jsonl is rewritten: --resume restores the row."""
+    import pairlab.train.loop as loop
+
+    full = train(tiny(tmp_path, "full", epochs=3), quiet=True, evaluate_at_end=False)
+    assert full["steps"] == 12
+    real = loop.write_jsonl_atomic
+
+    def killed_at_epoch_2(path, rows):
+        if path.name == "metrics.jsonl" and rows and rows[-1]["epoch"] == 2:
+            raise KeyboardInterrupt  # stands for SIGKILL: the checkpoint of step 8 is on disk, the row is not
+        return real(path, rows)
+
+    monkeypatch.setattr(loop, "write_jsonl_atomic", killed_at_epoch_2)
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny(tmp_path, "cut", epochs=3), quiet=True, evaluate_at_end=False)
+    monkeypatch.undo()
+    cut = tmp_path / "cut"
+    assert load_checkpoint(cut / "checkpoint.pt")["step"] == 8
+    assert [json.loads(x)["epoch"] for x in (cut / "metrics.jsonl").read_text().splitlines()] == [1]
+    train(tiny(tmp_path, "cut", epochs=3), resume=True, quiet=True, evaluate_at_end=False)
+    rows = [json.loads(x) for x in (cut / "metrics.jsonl").read_text().splitlines()]
+    ref = [json.loads(x) for x in (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2, 3]
+    assert [r["loss"] for r in rows] == [r["loss"] for r in ref]  # epoch mean loss over the whole epoch
+    hist = [json.loads(x) for x in (cut / "score_hist.jsonl").read_text().splitlines()]
+    ref_hist = [json.loads(x) for x in (tmp_path / "full" / "score_hist.jsonl").read_text().splitlines()]
+    assert hist == ref_hist and [h["epoch"] for h in hist] == [1, 2, 3]
+
+
+def test_resume_mid_epoch_reports_the_whole_epoch_loss(tmp_path):
+    full = train(tiny(tmp_path, "full", checkpoint_every=1), quiet=True, evaluate_at_end=False)
+    assert full["steps"] == 8
+    train(tiny(tmp_path, "cut", checkpoint_every=1), quiet=True, evaluate_at_end=False, _stop_after_steps=6)
+    train(tiny(tmp_path, "cut", checkpoint_every=1), resume=True, quiet=True, evaluate_at_end=False)
+    rows = [json.loads(x) for x in (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()]
+    ref = [json.loads(x) for x in (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()]
+    hist = load_checkpoint(tmp_path / "full" / "checkpoint.pt")["history"]
+    assert [r["epoch"] for r in rows] == [1, 2]
+    want = pytest.approx([sum(hist[:4]) / 4, sum(hist[4:]) / 4])
+    assert [r["loss"] for r in rows] == [r["loss"] for r in ref] == want
+
+
 def test_run_dir_never_overwritten_without_flag(tmp_path):
     cfg = tiny(tmp_path, "r", max_steps=1)
     train(cfg, quiet=True, evaluate_at_end=False)

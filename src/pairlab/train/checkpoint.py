@@ -70,6 +70,32 @@ def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> Path:
     return path
 
 
+def write_jsonl_atomic(path: str | os.PathLike, rows: list[dict[str, Any]]) -> Path:
+    """Replace ``path`` by the JSON lines of ``rows`` atomically (tmp file in the same directory + ``os.replace``).
+
+    Used for a run's per-epoch files, rewritten whole from the rows kept in the checkpoint: a run killed between
+    its checkpoint and this write gets the missing rows back on ``--resume``, never a torn or repeated line.
+    """
+    import json
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in path.parent.glob(path.name + ".*.tmp"):  # left by a writer that was killed
+        stale.unlink(missing_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write("".join(json.dumps(r) + "\n" for r in rows))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
 def _corrupt(path: Path, why: str) -> CorruptCheckpointError:
     return CorruptCheckpointError(f"checkpoint {str(path)!r} is truncated or corrupted ({why})")
 

@@ -39,10 +39,17 @@ from pairlab.data.datasets import ImageData, load_dataset
 from pairlab.data.user import build_views, data_options
 from pairlab.data.views import Views
 from pairlab.models.encoder import Encoder
-from pairlab.train.checkpoint import load_checkpoint, load_latest, previous_path, save_checkpoint
+from pairlab.train.checkpoint import (
+    load_checkpoint,
+    load_latest,
+    previous_path,
+    save_checkpoint,
+    write_jsonl_atomic,
+)
 from pairlab.train.config import TrainConfig, dump_config, make_config, read_yaml
 
 CHECKPOINT = "checkpoint.pt"
+HIST_FILE = "score_hist.jsonl"  # = pairlab.report.html.SCORE_HIST
 
 
 def build_model(cfg: TrainConfig, in_channels: int = 1, vector_dim: int | None = None) -> nn.Module:
@@ -149,6 +156,18 @@ def build_pair_components(
     if objective is not None:
         defaults["loss"] = objective
     return build_components(cfg.candidates, cfg.candidates_args, cfg.weights, cfg.weights_args, defaults)
+
+
+def _rows_at(state: dict[str, Any], path: Path) -> list[dict[str, Any]]:
+    """The per-epoch rows of ``path`` as of checkpoint ``state``: kept in the checkpoint (``epoch_rows`` for
+    ``metrics.jsonl``, ``hist_rows`` for the histograms); a checkpoint written before they were kept falls back to
+    the file's rows up to the checkpoint's step (one per epoch)."""
+    key = "hist_rows" if path.name == HIST_FILE else "epoch_rows"
+    if key in state:
+        return [dict(r) for r in state[key]]
+    from pairlab.report.html import last_per_epoch, read_jsonl
+
+    return [r for r in last_per_epoch(read_jsonl(path)) if int(r.get("step", 0)) <= int(state["step"])]
 
 
 def lr_lambda(total: int, warmup: int) -> Callable[[int], float]:
@@ -281,6 +300,8 @@ def train(
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(total, int(cfg.warmup_frac * total)))
 
     step, history = 0, []
+    epoch_rows: list[dict[str, Any]] = []  # metrics.jsonl / score_hist.jsonl rows, kept in the checkpoint too
+    hist_rows: list[dict[str, Any]] = []
     ckpt_path = run_dir / CHECKPOINT
     torch.manual_seed(cfg.seed + rank)
     if resume and (ckpt_path.is_file() or previous_path(ckpt_path).is_file()):
@@ -293,6 +314,7 @@ def train(
         sched.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["rng"][rank] if rank < len(state["rng"]) else state["rng"][0])
         step, history = int(state["step"]), list(state["history"])
+        epoch_rows, hist_rows = _rows_at(state, run_dir / "metrics.jsonl"), _rows_at(state, run_dir / HIST_FILE)
         say(f"resumed {run_dir} at step {step}/{total}")
     if is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -301,6 +323,16 @@ def train(
 
     tlog = RunLogger(run_dir, cfg.loggers, config=cfg.model_dump(mode="json"), enabled=is_main, start_step=step,
                      run_name=cfg.name)
+    if is_main and step > 0:  # the per-epoch files as of the checkpoint: rows lost to a kill come back
+        from pairlab.report.html import read_jsonl
+
+        logged = {r.get("epoch") for r in read_jsonl(run_dir / "metrics.jsonl")}
+        write_jsonl_atomic(run_dir / "metrics.jsonl", epoch_rows)
+        if hist_probe is not None:
+            write_jsonl_atomic(run_dir / HIST_FILE, hist_rows)
+        for r in epoch_rows:
+            if r.get("epoch") not in logged:
+                tlog.log_epoch(r)
 
     def checkpoint() -> None:
         rng = torch.get_rng_state()
@@ -314,7 +346,8 @@ def train(
                 "model": model.state_dict(), "objective": obj.state_dict(), "optimizer": opt.state_dict(),
                 "components": comps.state_dict(),
                 "scheduler": sched.state_dict(), "rng": rngs, "step": step, "epoch": step // spe,
-                "history": history, "config": cfg.model_dump(mode="json"),
+                "history": history, "epoch_rows": epoch_rows, "hist_rows": hist_rows,
+                "config": cfg.model_dump(mode="json"),
             }, ckpt_path)
 
     def encode(x: torch.Tensor) -> torch.Tensor:
@@ -389,22 +422,29 @@ def train(
                 if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step % spe != 0:
                     checkpoint()
             if step % spe == 0 or step >= total:
-                checkpoint()
+                # the epoch's rows go into the checkpoint first, then the files are rewritten from them: a kill
+                # in between loses nothing (--resume rewrites them from the checkpoint)
                 if is_main:
                     dt = time.perf_counter() - t_ep
+                    ep_hist = history[epoch * spe : step]  # the whole epoch, also when it was resumed mid-way
                     row = {
-                        "epoch": epoch + 1, "step": step, "loss": sum(ep_losses) / max(len(ep_losses), 1),
+                        "epoch": epoch + 1, "step": step, "loss": sum(ep_hist) / max(len(ep_hist), 1),
                         "lr": sched.get_last_lr()[0], "images_per_s": len(ep_losses) * cfg.batch_size * world / dt,
                         "temperature": getattr(getattr(obj, "temperature", None), "value", None),
                         "epoch_s": dt,
                         **{k: v for k, v in getattr(obj, "last_stats", {}).items() if isinstance(v, (int, float))},
                         **comps.last_stats,
                     }
-                    with open(run_dir / "metrics.jsonl", "a") as f:
-                        f.write(json.dumps(row) + "\n")
-                    tlog.log_epoch(row)
+                    epoch_rows.append(row)
                     if hist_probe is not None:
-                        hist_probe.append(run_dir / "score_hist.jsonl", model, epoch + 1, step, device)
+                        hist_rows.append({"epoch": epoch + 1, "step": step, "n": int(hist_probe.v1.shape[0]),
+                                          **hist_probe.compute(model, device)})
+                checkpoint()
+                if is_main:
+                    write_jsonl_atomic(run_dir / "metrics.jsonl", epoch_rows)
+                    if hist_probe is not None:
+                        write_jsonl_atomic(run_dir / HIST_FILE, hist_rows)
+                    tlog.log_epoch(row)
                     if progress is None:
                         say(f"epoch {epoch + 1}/{cfg.epochs} step {step}/{total} loss {row['loss']:.4f} "
                             f"{row['images_per_s']:.0f} img/s")
