@@ -194,6 +194,23 @@ def test_tiny_run_writes_artefacts(toy: Path, tmp_path: Path, method: str):
         assert rows[0]["cl_loss"] > 0
 
 
+def test_early_stopping_tests_the_best_valid_epoch(toy: Path, tmp_path: Path):
+    """patience: stops ``patience`` epochs after the best valid NDCG; the best epoch's weights are tested."""
+    base = {"method": "sasrec", "data_dir": str(toy), "runs_dir": str(tmp_path), "max_len": 6, "dim": 8,
+            "inner": 16, "batch_size": 8, "lr": 0.05, "plots": False, "baselines": False}
+    m = s.train(s.make_config({**base, "name": "es", "epochs": 12, "patience": 2}), quiet=True)
+    rows = [json.loads(line) for line in (Path(m["run_dir"]) / "metrics.jsonl").read_text().splitlines()]
+    ndcg = [r["valid_ndcg@10"] for r in rows]
+    best = max(range(len(ndcg)), key=lambda i: (ndcg[i], -i)) + 1  # the first epoch reaching the maximum
+    assert m["best_epoch"] == best and m["epochs_run"] == len(rows)
+    assert len(rows) == 12 or len(rows) == best + 2  # stopped two epochs after the best one
+    assert m["valid_ndcg@10"] == pytest.approx(ndcg[best - 1])  # the tested weights are the best epoch's
+    assert m["repr_norm"] > 0
+    # the same run cut at the best epoch gives the same test metrics (same seed, same batches up to there)
+    cut = s.train(s.make_config({**base, "name": "cut", "epochs": best}), quiet=True)
+    assert cut["hr@10"] == pytest.approx(m["hr@10"]) and cut["ndcg@10"] == pytest.approx(m["ndcg@10"])
+
+
 def test_mclrec_steps_update_only_their_group(toy: Path):
     """Step 2 of MCLRec changes the augmenters and not the encoder (checked through requires_grad toggling)."""
     torch.manual_seed(0)

@@ -43,11 +43,14 @@ Methods (``method:``):
 
 Protocol: leave-one-out, full ranking over all 1682 items (items already in the user's input history masked,
 as RecBole's full-sort evaluation), HR@10 and NDCG@10 on the test target (input: all items before it, last
-``max_len``); the validation target is reported per epoch. Baseline in every run: MostPop (training counts).
+``max_len``); the validation target is reported per epoch. With ``patience: N`` training stops after ``N`` epochs
+without a better validation NDCG@``topk`` and the best epoch's weights are tested (RecBole's early stopping;
+``best_epoch`` in metrics.json). Baseline in every run: MostPop (training counts).
 """
 
 from __future__ import annotations
 
+import copy
 import csv
 import importlib.util
 import math
@@ -493,6 +496,7 @@ class SeqRecConfig(BaseModel):
     similarity: str = "dot"
     temperature: float = Field(1.0, gt=0)
     epochs: int = Field(20, ge=1)
+    patience: int | None = Field(None, ge=1)  # early stop: epochs without a better valid NDCG@topk; best restored
     batch_size: int = Field(256, ge=2)
     lr: float = Field(1e-3, gt=0)
     weight_decay: float = Field(0.0, ge=0)
@@ -631,6 +635,7 @@ def fit(cfg: SeqRecConfig, data: SeqData, x: torch.Tensor, y: torch.Tensor, user
             meta = meta + cfg.mcl_reg * reg
         return meta
 
+    best: tuple[float, int, dict[str, torch.Tensor]] | None = None  # (valid NDCG, epoch, weights)
     for epoch in range(cfg.epochs):
         model.train()
         t0 = time.perf_counter()
@@ -700,11 +705,20 @@ def fit(cfg: SeqRecConfig, data: SeqData, x: torch.Tensor, y: torch.Tensor, user
         history.append(total / count)
         if not math.isfinite(history[-1]):
             raise ValueError(f"training diverged at epoch {epoch + 1}: mean loss {history[-1]}")
+        row = {"epoch": epoch + 1, "loss": history[-1], "rec_loss": parts["rec"] / count,
+               "cl_loss": parts["cl"] / count, "epoch_s": time.perf_counter() - t0}
+        row.update({f"valid_{k}": v for k, v in evaluate(model, *valid, k=cfg.topk).items()})
         if log is not None:
-            row = {"epoch": epoch + 1, "loss": history[-1], "rec_loss": parts["rec"] / count,
-                   "cl_loss": parts["cl"] / count, "epoch_s": time.perf_counter() - t0}
-            row.update({f"valid_{k}": v for k, v in evaluate(model, *valid, k=cfg.topk).items()})
             log(row)
+        if cfg.patience is not None:  # RecBole's protocol: early stopping on the validation metric, best restored
+            score = row[f"valid_ndcg@{cfg.topk}"]
+            if best is None or score > best[0]:
+                best = (score, epoch + 1, copy.deepcopy(model.state_dict()))
+            elif epoch + 1 - best[1] >= cfg.patience:
+                break
+    if best is not None:
+        model.load_state_dict(best[2])
+        model.best_epoch = best[1]  # type: ignore[assignment]
     return model, history
 
 
@@ -733,9 +747,14 @@ def train(cfg: SeqRecConfig, *, overwrite: bool = False, quiet: bool = False) ->
             model, history = fit(cfg, data, x, y, users, valid, log)
     train_s = time.perf_counter() - t0
     k = cfg.topk
-    m: dict[str, Any] = {"dataset": cfg.dataset, "method": cfg.method, "epochs": cfg.epochs, "train_s": train_s,
+    m: dict[str, Any] = {"dataset": cfg.dataset, "method": cfg.method, "epochs": cfg.epochs,
+                         "epochs_run": len(history), "best_epoch": getattr(model, "best_epoch", len(history)),
+                         "train_s": train_s,
                          "users": len(data), "items": data.num_items, "train_windows": int(x.shape[0])}
     m.update(evaluate(model, *test, k=k))
+    model.eval()
+    with torch.no_grad():  # scale of the sequence representation: dot-similarity InfoNCE at tau 1 can inflate it
+        m["repr_norm"] = float(torch.cat([model.last(b).norm(dim=1) for b in test[0].split(512)]).mean())
     m.update({f"valid_{a}": b for a, b in evaluate(model, *valid, k=k).items()})
     row = {f"hr@{k}": m[f"hr@{k}"], f"ndcg@{k}": m[f"ndcg@{k}"]}
     board = {cfg.name: row}
