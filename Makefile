@@ -41,8 +41,10 @@ browser:
 demo: install data
 	$(VENV)/bin/pairlab train
 
+# two pytest workers (pytest-xdist), one test file per worker at a time, one intra-op thread each: the 2 cores
+# stay busy through the many small single-threaded tests; fast and slow tests both run here (CI)
 test: install data browser
-	$(PY) -m pytest -q -x --timeout=900
+	OMP_NUM_THREADS=1 $(PY) -m pytest -q -x -n 2 --dist loadfile --timeout=900
 
 test-fast: install
 	$(PY) -m pytest -q -m "not slow" --timeout=600
