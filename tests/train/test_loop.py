@@ -85,6 +85,28 @@ def test_kill_between_checkpoint_and_epoch_row_loses_no_row(tmp_path, monkeypatc
     assert hist == ref_hist and [h["epoch"] for h in hist] == [1, 2, 3]
 
 
+def test_numpy_statistics_in_epoch_rows_keep_the_checkpoint_loadable(tmp_path, monkeypatch):
+    """Rows go into the checkpoint: a NumPy scalar statistic must not make it unloadable with weights_only=True."""
+    import numpy as np
+
+    from pairlab.objectives.infonce import NTXent
+
+    forward = NTXent.forward
+
+    def with_numpy_stat(self, *args, **kwargs):
+        out = forward(self, *args, **kwargs)
+        self.last_stats = {**getattr(self, "last_stats", {}), "np_stat": np.float64(0.25)}
+        return out
+
+    monkeypatch.setattr(NTXent, "forward", with_numpy_stat)
+    train(tiny(tmp_path, "np"), quiet=True, evaluate_at_end=False, _stop_after_steps=6)  # checkpoint: step 4
+    state = load_checkpoint(tmp_path / "np" / "checkpoint.pt")
+    assert state["epoch_rows"][0]["np_stat"] == 0.25 and type(state["epoch_rows"][0]["np_stat"]) is float
+    train(tiny(tmp_path, "np"), resume=True, quiet=True, evaluate_at_end=False)
+    rows = [json.loads(x) for x in (tmp_path / "np" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2] and rows[1]["np_stat"] == 0.25
+
+
 def test_resume_mid_epoch_reports_the_whole_epoch_loss(tmp_path):
     full = train(tiny(tmp_path, "full", checkpoint_every=1), quiet=True, evaluate_at_end=False)
     assert full["steps"] == 8

@@ -120,10 +120,14 @@ class EpochHistograms:
             model.train(was)
         return score_histograms(z1, z2)
 
+    def row(self, model: torch.nn.Module, epoch: int, step: int, device: str | torch.device = "cpu") -> dict[str, Any]:
+        """The ``score_hist.jsonl`` row ``{"epoch", "step", "n", **summary}`` of ``model`` at this epoch."""
+        return {"epoch": int(epoch), "step": int(step), "n": int(self.v1.shape[0]), **self.compute(model, device)}
+
     def append(self, path: str | Path, model: torch.nn.Module, epoch: int, step: int,
                device: str | torch.device = "cpu") -> dict[str, Any]:
-        """Compute and append ``{"epoch", "step", **summary}`` to ``path``; returns the row."""
-        row = {"epoch": int(epoch), "step": int(step), "n": int(self.v1.shape[0]), **self.compute(model, device)}
+        """Compute and append :meth:`row` to ``path``; returns the row."""
+        row = self.row(model, epoch, step, device)
         with open(path, "a") as f:
             f.write(json.dumps(row) + "\n")
         return row

@@ -435,10 +435,10 @@ def train(
                         **{k: v for k, v in getattr(obj, "last_stats", {}).items() if isinstance(v, (int, float))},
                         **comps.last_stats,
                     }
+                    row = json.loads(json.dumps(row))  # plain Python values: the checkpoint loads weights-only
                     epoch_rows.append(row)
                     if hist_probe is not None:
-                        hist_rows.append({"epoch": epoch + 1, "step": step, "n": int(hist_probe.v1.shape[0]),
-                                          **hist_probe.compute(model, device)})
+                        hist_rows.append(json.loads(json.dumps(hist_probe.row(model, epoch + 1, step, device))))
                 checkpoint()
                 if is_main:
                     write_jsonl_atomic(run_dir / "metrics.jsonl", epoch_rows)
