@@ -11,14 +11,7 @@ import torch
 from pairlab import registry
 from pairlab.objectives.error_contrast import ErrorContrast, error_contrast_loss
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one intra-op thread (extra threads only spin on a shared, oversubscribed machine)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def reference_loss(err, temp=0.07, scale=4.0, form="exp", diag_weight=0.0, targets=None) -> float:

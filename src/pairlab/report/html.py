@@ -124,14 +124,6 @@ class EpochHistograms:
         """The ``score_hist.jsonl`` row ``{"epoch", "step", "n", **summary}`` of ``model`` at this epoch."""
         return {"epoch": int(epoch), "step": int(step), "n": int(self.v1.shape[0]), **self.compute(model, device)}
 
-    def append(self, path: str | Path, model: torch.nn.Module, epoch: int, step: int,
-               device: str | torch.device = "cpu") -> dict[str, Any]:
-        """Compute and append :meth:`row` to ``path``; returns the row."""
-        row = self.row(model, epoch, step, device)
-        with open(path, "a") as f:
-            f.write(json.dumps(row) + "\n")
-        return row
-
 
 def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
     """Rows of a JSON-lines file (missing file: ``[]``; unreadable lines are skipped, e.g. a torn last line)."""
